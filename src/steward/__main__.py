@@ -1,0 +1,5 @@
+"""``python -m steward``."""
+
+from steward.cli import main
+
+main()

@@ -1,0 +1,83 @@
+"""FastAPI application factory, problem+json errors and router registration.
+
+Routers live in ``steward.api.routes_*`` modules, each exposing
+``router: APIRouter``; a stage adds its module name to :data:`ROUTER_MODULES`.
+Every error leaves as RFC 9457 problem+json.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from steward.errors import StewardError
+
+if TYPE_CHECKING:
+    from steward.workspace import Workspace
+
+__all__ = ["ROUTER_MODULES", "create_app", "problem"]
+
+logger = logging.getLogger(__name__)
+
+ROUTER_MODULES = (
+    "routes_health",
+    "routes_models",
+    "routes_admin",
+    "routes_llm",
+    "routes_rag",
+    "routes_agent",
+    "routes_dashboard",
+)
+
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, code: str, detail: str, *, instance: str | None = None, **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem+json response."""
+    body: dict[str, Any] = {"type": f"https://steward.dev/errors/{code}", "title": code, "status": status, "detail": detail, "code": code}
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def create_app(workspace: Workspace | None = None, **state: Any) -> FastAPI:
+    """Build the Steward API.
+
+    Args:
+        workspace: The project; routers read it from ``app.state.workspace``.
+        **state: Extra objects put on ``app.state`` (tests inject fakes of time, etc.).
+    """
+    app = FastAPI(title="Steward", version="1", description="Steward: models and LLMs in production.")
+    app.state.workspace = workspace
+    for key, value in state.items():
+        setattr(app.state, key, value)
+
+    @app.exception_handler(StewardError)
+    async def _steward_error(request: Request, exc: StewardError) -> JSONResponse:
+        return JSONResponse(exc.to_problem(instance=request.url.path), status_code=exc.http_status, media_type=PROBLEM)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"], "type": e["type"]} for e in exc.errors()
+        ]
+        fields = ", ".join(e["field"] for e in errors)
+        return problem(422, "validation.failed", f"invalid request: {fields}", instance=request.url.path, errors=errors)
+
+    for name in ROUTER_MODULES:
+        qual = f"steward.api.{name}"
+        if importlib.util.find_spec(qual) is None:
+            continue
+        module = importlib.import_module(qual)
+        app.include_router(module.router)
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            setup(app)
+    return app

@@ -1,0 +1,180 @@
+"""API keys with roles for the model server: viewer < operator < admin.
+
+Keys come from (all merged):
+
+* ``serving.auth.keys`` in ``steward.yaml`` (each secret read from its ``key_env``);
+* ``STEWARD_API_KEYS``: ``KEY:ROLE`` pairs separated by commas;
+* a secrets file (``serving.auth.keys_file`` or ``STEWARD_API_KEYS_FILE``): a YAML/JSON
+  mapping ``key: role`` (or a list of ``{key, role, name}``), e.g. a mounted Kubernetes Secret.
+
+Keys are kept only as SHA-256 digests and a presented key is compared against
+every one of them with :func:`hmac.compare_digest` (no early exit), so timing
+reveals neither which key nor how much of it matched. Clients send
+``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. No key: 401; a known key
+whose role is too low: 403.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from fastapi import Request
+
+from steward.errors import AuthError, Forbidden, SpecError
+
+if TYPE_CHECKING:
+    from steward.spec import ServingAuthSpec, Spec
+
+__all__ = ["ROLES", "ApiKeys", "Principal", "load_keys", "presented_key", "require"]
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["viewer", "operator", "admin"]
+ROLES: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling."""
+
+    name: str
+    role: Role
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class ApiKeys:
+    """The known keys (as digests) and whether a key is required at all."""
+
+    def __init__(self, keys: Mapping[str, tuple[str, Role]] | None = None, *, required: bool = True) -> None:
+        self._keys: list[tuple[bytes, Principal]] = [(_digest(k), Principal(name, role)) for k, (name, role) in (keys or {}).items()]
+        self.required = required
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def identify(self, presented: str | None) -> Principal | None:
+        """The principal of a presented key, or None; constant time over all keys."""
+        if not presented:
+            return None
+        d = _digest(presented)
+        found: Principal | None = None
+        for digest, principal in self._keys:
+            if hmac.compare_digest(d, digest) and found is None:
+                found = principal
+        return found
+
+    def check(self, request: Request, role: Role) -> Principal:
+        """Authenticate and authorise one request.
+
+        Raises:
+            AuthError: no key or an unknown key (401).
+            Forbidden: the key's role is below ``role`` (403).
+        """
+        if not self.required:
+            return Principal("anonymous", "admin")
+        return self.check_key(_presented(request), role)
+
+    def check_key(self, presented: str | None, role: Role) -> Principal:
+        """Authenticate and authorise a presented key (see :func:`presented_key`); what :meth:`check` does without a Request.
+
+        Raises:
+            AuthError: no key or an unknown key (401).
+            Forbidden: the key's role is below ``role`` (403).
+        """
+        if not self.required:
+            return Principal("anonymous", "admin")
+        principal = self.identify(presented)
+        if principal is None:
+            raise AuthError(
+                "missing API key" if not presented else "invalid API key",
+                hint="send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+                if len(self)
+                else "no API keys are configured: set STEWARD_API_KEYS",
+            )
+        if ROLES[principal.role] < ROLES[role]:
+            raise Forbidden(
+                f"key {principal.name!r} has role {principal.role}; this needs {role}", hint=f"use a key with role {role} or higher"
+            )
+        return principal
+
+
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key a client presented: ``Authorization: Bearer KEY`` first, else ``X-API-Key``."""
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return x_api_key or None
+
+
+def _presented(request: Request) -> str | None:
+    return presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
+
+
+def _role(value: Any, where: str) -> Role:
+    role = str(value).strip().lower()
+    if role not in ROLES:
+        raise SpecError(f"{where}: unknown role {value!r}", code="auth.bad_role", hint=f"use one of {', '.join(ROLES)}")
+    return role  # type: ignore[return-value]
+
+
+def _from_file(path: Path) -> dict[str, tuple[str, Role]]:
+    if not path.exists():
+        raise SpecError(
+            f"API keys file {path} does not exist", code="auth.keys_file", hint="mount the secret or fix serving.auth.keys_file"
+        )
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.suffix != ".json" else json.loads(path.read_text(encoding="utf-8"))
+    out: dict[str, tuple[str, Role]] = {}
+    if isinstance(data, Mapping):
+        for i, (key, role) in enumerate(data.items()):
+            out[str(key)] = (f"file-{i + 1}", _role(role, str(path)))
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            if not isinstance(item, Mapping) or "key" not in item:
+                raise SpecError(f"{path}: entry {i} needs 'key' and 'role'", code="auth.keys_file")
+            out[str(item["key"])] = (str(item.get("name", f"file-{i + 1}")), _role(item.get("role", "viewer"), str(path)))
+    elif data is not None:
+        raise SpecError(f"{path}: expected a mapping key → role", code="auth.keys_file")
+    return out
+
+
+def load_keys(auth: ServingAuthSpec, spec: Spec | None = None, environ: Mapping[str, str] | None = None) -> ApiKeys:
+    """Collect keys from the spec, ``STEWARD_API_KEYS`` and the secrets file."""
+    env = os.environ if environ is None else environ
+    keys: dict[str, tuple[str, Role]] = {}
+    for name, k in auth.keys.items():
+        secret = env.get(k.key_env)
+        if secret:
+            keys[secret] = (name, k.role)
+        else:
+            logger.warning("API key %s: environment variable %s is not set; the key is disabled", name, k.key_env)
+    for i, pair in enumerate(p for p in env.get("STEWARD_API_KEYS", "").split(",") if p.strip()):
+        key, _, role = pair.strip().rpartition(":")
+        if not key:
+            raise SpecError("STEWARD_API_KEYS: write KEY:ROLE pairs separated by commas", code="auth.bad_env")
+        keys[key] = (f"env-{i + 1}", _role(role, "STEWARD_API_KEYS"))
+    file = env.get("STEWARD_API_KEYS_FILE") or auth.keys_file
+    if file:
+        path = spec.resolve(file) if spec is not None else Path(file)
+        keys.update(_from_file(path))
+    if auth.required and not keys:
+        logger.warning("serving.auth.required is on but no API key is configured: every protected request gets 401")
+    return ApiKeys(keys, required=auth.required)
+
+
+def require(request: Request, role: Role) -> Principal:
+    """Check the request against the app's keys (``app.state.api_keys``)."""
+    keys: ApiKeys = request.app.state.api_keys
+    return keys.check(request, role)

@@ -1,0 +1,206 @@
+"""Admin endpoints: reload models, move aliases, start/watch/promote/abort rollouts.
+
+Reading rollout state needs ``viewer``; every change needs ``admin`` and is recorded
+(rollout steps and alias changes go to the metadata store and the audit trail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from steward.api.auth import require
+from steward.api.routes_models import parse_body, read_json
+from steward.errors import Conflict
+from steward.spec import RolloutSpec
+
+if TYPE_CHECKING:
+    from steward.serving.server import ModelServer
+
+__all__ = ["router"]
+
+logger = logging.getLogger(__name__)
+
+PROBLEM = "application/problem+json"
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid API key", "content": {PROBLEM: {}}},
+    403: {"description": "Role too low (admin needed)", "content": {PROBLEM: {}}},
+    404: {"description": "No such model or rollout", "content": {PROBLEM: {}}},
+    409: {"description": "Conflicts with the current state (e.g. a rollout is running, the gate refused)", "content": {PROBLEM: {}}},
+    422: {"description": "Invalid body", "content": {PROBLEM: {}}},
+    503: {"description": "Registry or metadata store unreachable", "content": {PROBLEM: {}}},
+}
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return {"requestBody": {"required": False, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+class AliasRequest(BaseModel):
+    """Point an alias at a version."""
+
+    alias: str = Field(description="champion, challenger, previous or any other alias")
+    version: int = Field(ge=1)
+    reason: str = Field(min_length=1)
+    force: bool = Field(default=False, description="champion only: promote without a passing gate verdict (recorded)")
+
+
+class RolloutStartRequest(BaseModel):
+    """Start a rollout; fields left out come from ``serving.models.NAME.rollout`` in steward.yaml."""
+
+    mode: Literal["canary", "ab", "shadow", "bluegreen"] | None = None
+    challenger_alias: str | None = None
+    sticky_key: str | None = None
+    steps: list[float] | None = None
+    weight: float | None = Field(default=None, ge=0, le=100)
+    step_window_s: float | None = Field(default=None, gt=0)
+    auto: bool | None = None
+
+
+class RolloutActionRequest(BaseModel):
+    """Promote or abort with a reason."""
+
+    reason: str = ""
+    force: bool = False
+
+
+class WeightRequest(BaseModel):
+    """Set the challenger share (blue/green: 100 switches to green, 0 switches back)."""
+
+    weight: float = Field(ge=0, le=100)
+    reason: str = ""
+
+
+def _server(request: Request) -> ModelServer:
+    server: ModelServer = request.app.state.model_server
+    return server
+
+
+async def _optional_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    return {} if not raw.strip() else await read_json(request)
+
+
+@router.post("/reload", summary="Reload every model now", responses=_ERRORS)
+async def reload_all(request: Request) -> dict[str, Any]:
+    """Re-read every alias and rollout and swap in what changed, without dropping requests (role: admin)."""
+    who = require(request, "admin")
+    report = await _server(request).refresh()
+    logger.info("reload of all models by %s", who.name)
+    return {"models": report}
+
+
+@router.post("/models/{name}/reload", summary="Reload one model now", responses=_ERRORS)
+async def reload_model(name: str, request: Request) -> dict[str, Any]:
+    """Re-read ``name``'s alias and rollout; load and swap in a moved version (role: admin)."""
+    require(request, "admin")
+    return await _server(request).reload(name)
+
+
+@router.post("/models/{name}/aliases", summary="Move an alias", responses=_ERRORS, openapi_extra=_body_schema(AliasRequest))
+async def set_alias(name: str, request: Request) -> dict[str, Any]:
+    """Point an alias at a version (``champion`` goes through the registry's gated promotion), then reload (role: admin)."""
+    who = require(request, "admin")
+    body = parse_body(AliasRequest, await read_json(request))
+    ws = request.app.state.workspace
+    if ws is None:
+        raise Conflict("alias changes need a workspace", code="serving.no_workspace")
+
+    def move() -> list[dict[str, Any]]:
+        from steward.registry import versions
+
+        if body.alias == "champion":
+            return [
+                c.to_dict() for c in versions.promote(ws, name, body.version, reason=body.reason, actor=f"api:{who.name}", force=body.force)
+            ]
+        versions.get_model_version(ws, name, body.version)
+        change = versions.set_alias(ws, name, body.alias, body.version, actor=f"api:{who.name}", reason=body.reason, action="set")
+        return [change.to_dict()]
+
+    changes = await asyncio.to_thread(move)
+    server = _server(request)
+    reloaded = await server.reload(name) if name in server.models else None
+    return {"changes": changes, "reload": reloaded}
+
+
+@router.get("/rollouts/{name}", summary="Rollout status", responses=_ERRORS)
+async def rollout_status(name: str, request: Request) -> dict[str, Any]:
+    """The latest rollout of ``name`` with every step, and the live window statistics per variant (role: viewer)."""
+    require(request, "viewer")
+    server = _server(request)
+    ctl = server.controller
+    latest = await asyncio.to_thread(ctl.latest, name) if ctl is not None else None
+    m = server.models.get(name)
+    return {
+        "model": name,
+        "rollout": latest.to_dict() if latest else None,
+        "routing": {"mode": m.policy.mode, "weight": m.policy.weight} if m else None,
+        "stats": server.variant_stats(name) if m else {},
+    }
+
+
+@router.post("/rollouts/{name}/start", summary="Start a rollout", responses=_ERRORS, openapi_extra=_body_schema(RolloutStartRequest))
+async def rollout_start(name: str, request: Request) -> dict[str, Any]:
+    """Start rolling out ``name``'s challenger with the spec's policy, overridden by the body (role: admin)."""
+    who = require(request, "admin")
+    body = parse_body(RolloutStartRequest, await _optional_body(request))
+    server = _server(request)
+    m = server.models.get(name)
+    base = (m.spec.rollout if m is not None and m.spec.rollout is not None else RolloutSpec()).model_dump()
+    base.update({k: v for k, v in body.model_dump().items() if v is not None})
+    from steward.api.routes_models import parse_body as validate
+
+    policy = validate(RolloutSpec, base)
+    st = await server.start_rollout(name, policy, actor=f"api:{who.name}")
+    return {"rollout": st.to_dict()}
+
+
+async def _action(name: str, request: Request, action: str) -> dict[str, Any]:
+    who = require(request, "admin")
+    if action == "weight":
+        w = parse_body(WeightRequest, await read_json(request))
+        st = await _server(request).rollout_action(name, "weight", actor=f"api:{who.name}", reason=w.reason, weight=w.weight)
+    else:
+        body = parse_body(RolloutActionRequest, await _optional_body(request))
+        st = await _server(request).rollout_action(name, action, actor=f"api:{who.name}", reason=body.reason, force=body.force)
+    return {"rollout": st.to_dict()}
+
+
+@router.post(
+    "/rollouts/{name}/promote", summary="Promote the challenger", responses=_ERRORS, openapi_extra=_body_schema(RolloutActionRequest)
+)
+async def rollout_promote(name: str, request: Request) -> dict[str, Any]:
+    """Make the challenger the champion through the registry's gate (``force`` to override, recorded) (role: admin)."""
+    return await _action(name, request, "promote")
+
+
+@router.post("/rollouts/{name}/abort", summary="Abort the rollout", responses=_ERRORS, openapi_extra=_body_schema(RolloutActionRequest))
+async def rollout_abort(name: str, request: Request) -> dict[str, Any]:
+    """All traffic back to the champion at once (role: admin)."""
+    return await _action(name, request, "abort")
+
+
+@router.post(
+    "/rollouts/{name}/weight",
+    summary="Set the challenger share (blue/green switch)",
+    responses=_ERRORS,
+    openapi_extra=_body_schema(WeightRequest),
+)
+async def rollout_weight(name: str, request: Request) -> dict[str, Any]:
+    """Set the challenger share now; for blue/green, 100 = green and 0 = back to blue (role: admin)."""
+    return await _action(name, request, "weight")
+
+
+@router.post("/rollouts/{name}/evaluate", summary="Evaluate the rollout now", responses=_ERRORS)
+async def rollout_evaluate(name: str, request: Request) -> dict[str, Any]:
+    """Apply the SLO rules once now instead of waiting for the next poll (role: admin)."""
+    require(request, "admin")
+    server = _server(request)
+    st = await server.tick(name)
+    return {"rollout": st.to_dict() if st else None, "stats": server.variant_stats(name)}

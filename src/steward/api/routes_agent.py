@@ -1,0 +1,131 @@
+"""The agent over HTTP: run a task, read a run, grant approvals.
+
+* ``POST /v1/agent/runs`` (viewer+): ``{"task": ..., "role"?: ..., "approval_tokens"?: [...]}``. The run's
+  role is the caller key's role, or a lower one if asked; never higher.
+* ``GET /v1/agent/runs/{run_id}`` (viewer+): the run with its steps.
+* ``GET /v1/agent/approvals?status=pending`` (operator+): the approval queue.
+* ``POST /v1/agent/approvals`` (admin): ``{"request_id": ...}`` or ``{"tool": ..., "arguments": {...}}``
+  → a one-time token for exactly that call (shown once).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from steward.api.auth import ROLES, Principal, require
+from steward.errors import StewardError, ValidationFailed
+
+__all__ = ["router"]
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["agent"])
+
+
+class RunRequest(BaseModel):
+    """Body of ``POST /v1/agent/runs``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(min_length=1, max_length=4000)
+    role: str | None = Field(default=None, description="Run with a lower role than the key's (never higher).")
+    approval_tokens: list[str] = Field(default_factory=list, max_length=10)
+
+
+class ApprovalGrant(BaseModel):
+    """Body of ``POST /v1/agent/approvals``: a pending request id, or a tool call to approve directly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str | None = None
+    tool: str | None = None
+    arguments: dict[str, Any] | None = None
+    ttl_s: float | None = Field(default=None, gt=0, le=86_400)
+
+
+def _ws(request: Request) -> Any:
+    ws = request.app.state.workspace
+    if ws is None:
+        raise StewardError("the API was started without a workspace", code="agent.no_workspace")
+    return ws
+
+
+def _principal(request: Request, role: str) -> Principal:
+    if getattr(request.app.state, "api_keys", None) is None:
+        from steward.api.auth import load_keys
+
+        ws = request.app.state.workspace
+        request.app.state.api_keys = load_keys(ws.spec.serving.auth, ws.spec)
+    return require(request, role)  # type: ignore[arg-type]
+
+
+def _agent(request: Request) -> Any:
+    from steward.api.routes_llm import get_gateway
+    from steward.llm.agent import Agent
+
+    agent = getattr(request.app.state, "agent", None)
+    if agent is None:
+        agent = Agent(_ws(request), gateway=get_gateway(request))
+        request.app.state.agent = agent
+    return agent
+
+
+@router.post("/v1/agent/runs")
+async def create_run(body: RunRequest, request: Request) -> dict[str, Any]:
+    """Run a task with the caller's role (or a lower one) and return the finished run."""
+    who = _principal(request, "viewer")
+    role = body.role or who.role
+    if role not in ROLES:
+        raise ValidationFailed(f"unknown role {role!r}", details={"errors": [{"field": "role", "message": "viewer, operator or admin"}]})
+    if ROLES[role] > ROLES[who.role]:
+        from steward.errors import Forbidden
+
+        raise Forbidden(f"key {who.name!r} has role {who.role}; it cannot run the agent as {role}", code="agent.role_too_high")
+    run = await _agent(request).run(body.task, role=role, actor=f"api:{who.name}", approval_tokens=body.approval_tokens)
+    out: dict[str, Any] = run.to_dict()
+    return out
+
+
+@router.get("/v1/agent/runs/{run_id}")
+async def read_run(run_id: str, request: Request) -> dict[str, Any]:
+    """A recorded run with its steps."""
+    from steward.llm.agent import get_run
+
+    _principal(request, "viewer")
+    return get_run(_ws(request), run_id)
+
+
+@router.get("/v1/agent/approvals")
+async def list_approvals(request: Request, status: str | None = None) -> dict[str, Any]:
+    """The approval queue (never the tokens)."""
+    from steward.llm.agent import Approvals
+
+    _principal(request, "operator")
+    return {"approvals": [a.to_dict() for a in Approvals(_ws(request)).list(status)]}
+
+
+@router.post("/v1/agent/approvals")
+async def grant_approval(body: ApprovalGrant, request: Request) -> dict[str, Any]:
+    """Grant a one-time approval (admin only); the token is returned once and stored hashed."""
+    from steward.llm.agent import Approvals
+    from steward.tools import default_registry
+
+    who = _principal(request, "admin")
+    approvals = Approvals(_ws(request))
+    admin = f"api:{who.name}"
+    if body.request_id:
+        token, req = approvals.grant(body.request_id, admin=admin, ttl_s=body.ttl_s)
+    elif body.tool:
+        tool = default_registry().get(body.tool)
+        if tool.permission != "write":
+            raise ValidationFailed(f"{body.tool} is not a write tool; it needs no approval", code="agent.not_write_tool")
+        token, req = approvals.grant_call(body.tool, tool.canonical_arguments(body.arguments), admin=admin, ttl_s=body.ttl_s)
+    else:
+        raise ValidationFailed(
+            "give 'request_id', or 'tool' and 'arguments'", details={"errors": [{"field": "request_id", "message": "required"}]}
+        )
+    return {"token": token, "request": req.to_dict()}

@@ -1,0 +1,315 @@
+"""The dashboard: server-rendered pages over the stage libraries, behind the API's keys.
+
+Pages (``viewer`` role): ``/`` overview, ``/models``, ``/models/{name}``, ``/rollouts``,
+``/drift``, ``/performance``, ``/audit``, ``/llm``, ``/traces``. A script or
+``curl`` sends ``Authorization: Bearer KEY`` (or ``X-API-Key``); a browser signs in
+at ``/login``, which checks the key through :mod:`steward.api.auth` (constant
+time) and keeps it in an HttpOnly, SameSite=Strict cookie. A page request without
+any credentials is redirected to ``/login``; a wrong key in a header gets 401.
+Static files (CSS and a tiny script) are served from ``/dashboard/static``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from steward.api.auth import ROLES, ApiKeys, Principal, load_keys
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+    from steward.workspace import Workspace
+
+__all__ = ["COOKIE", "router", "setup"]
+
+logger = logging.getLogger(__name__)
+
+COOKIE = "steward_dashboard"
+STATIC_PATH = "/dashboard/static"
+
+router = APIRouter(tags=["dashboard"], include_in_schema=False)
+
+NAV = (
+    ("/", "Overview"),
+    ("/models", "Models"),
+    ("/rollouts", "Rollouts"),
+    ("/drift", "Drift"),
+    ("/performance", "Performance"),
+    ("/audit", "Audit"),
+    ("/llm", "LLM spend"),
+    ("/traces", "Traces"),
+)
+
+_HEADERS = {
+    # everything is served from this origin; charts are inline SVG, so no inline script or style is needed
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class LoginRequired(Exception):
+    """A page was requested without credentials: send the browser to the login form."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+def _keys(request: Request) -> ApiKeys:
+    keys: ApiKeys = request.app.state.api_keys
+    return keys
+
+
+def _has_header_key(request: Request) -> bool:
+    auth = request.headers.get("authorization", "")
+    return bool(auth.strip()) or bool(request.headers.get("x-api-key"))
+
+
+def viewer(request: Request) -> Principal:
+    """The caller, with at least the ``viewer`` role.
+
+    A key in a header is checked by :meth:`ApiKeys.check` (401/403 problem+json);
+    otherwise the sign-in cookie; with neither, :class:`LoginRequired` (a redirect).
+    """
+    keys = _keys(request)
+    if not keys.required or _has_header_key(request):
+        return keys.check(request, "viewer")
+    principal = keys.identify(request.cookies.get(COOKIE))
+    if principal is None or ROLES[principal.role] < ROLES["viewer"]:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(target)
+    return principal
+
+
+def _workspace(request: Request) -> Workspace:
+    ws: Workspace | None = request.app.state.workspace
+    if ws is None:
+        from steward.errors import SpecError
+
+        raise SpecError("the API was started without a project", code="dashboard.no_workspace", hint="run 'steward serve' in a project")
+    return ws
+
+
+@lru_cache(maxsize=1)
+def _env() -> Environment:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    from steward.dashboard import TEMPLATES
+
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    env.filters["when_s"] = lambda v: _when(v, seconds=True)
+    env.filters["usd"] = lambda v: "—" if v is None else f"${float(v):,.2f}"
+    env.filters["num"] = _num
+    env.globals["nav"] = NAV
+    env.globals["static"] = STATIC_PATH
+    return env
+
+
+def _when(value: Any, *, seconds: bool = False) -> str:
+    """An ISO timestamp (or datetime) as ``YYYY-MM-DD HH:MM[:SS] UTC``."""
+    from steward.dashboard.charts import parse_time
+
+    t = parse_time(value)
+    return "—" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def render(request: Request, template: str, *, status_code: int = 200, principal: Principal | None = None, **context: Any) -> HTMLResponse:
+    """Render a dashboard template with the common context (nav, project, who is signed in)."""
+    ws: Workspace | None = request.app.state.workspace
+    page = (
+        _env()
+        .get_template(template)
+        .render(
+            request_path=request.url.path,
+            project=ws.spec.project if ws is not None else "steward",
+            principal=principal,
+            now=datetime.now(UTC),
+            **context,
+        )
+    )
+    return HTMLResponse(page, status_code=status_code, headers=_HEADERS)
+
+
+def _safe_next(value: str | None) -> str:
+    """Only same-site paths: never ``//host`` or a scheme (an open redirect)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+# -- sign in / out -------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> Response:
+    """The sign-in form (asks for an API key)."""
+    if not _keys(request).required:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return render(request, "login.html", next=_safe_next(next), error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    """Check the key (constant time, through :mod:`steward.api.auth`) and set the session cookie."""
+    form = await request.form()
+    key = str(form.get("key") or "").strip()
+    next_path = _safe_next(str(form.get("next") or "/"))
+    principal = _keys(request).identify(key)
+    if principal is None:
+        logger.info("dashboard sign-in refused from %s", request.client.host if request.client else "?")
+        return render(request, "login.html", status_code=401, next=next_path, error="That key is not valid.")
+    resp = RedirectResponse(next_path, status_code=303)
+    resp.set_cookie(
+        COOKIE,
+        key,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+        max_age=12 * 3600,
+    )
+    logger.info("dashboard sign-in: %s (%s)", principal.name, principal.role)
+    return resp
+
+
+@router.post("/logout")
+def logout() -> Response:
+    """Forget the session cookie."""
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return resp
+
+
+# -- pages ---------------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview_page(request: Request) -> Response:
+    """Models with champion and challenger, rollouts, the latest drift status and this month's spend."""
+    who = viewer(request)
+    from steward.dashboard import data
+
+    return render(request, "overview.html", principal=who, data=data.overview(_workspace(request)))
+
+
+@router.get("/models", response_class=HTMLResponse)
+def models_page(request: Request) -> Response:
+    """Every registered model, its versions and aliases."""
+    who = viewer(request)
+    from steward.dashboard import data
+
+    return render(request, "models.html", principal=who, data=data.models_view(_workspace(request)))
+
+
+@router.get("/models/{name}", response_class=HTMLResponse)
+def model_page(request: Request, name: str, version: int | None = None) -> Response:
+    """One model: versions, aliases, alias history and a version's model card."""
+    who = viewer(request)
+    from steward.dashboard import data
+
+    detail = data.model_detail(_workspace(request), name, version)
+    if detail is None:
+        return render(request, "not_found.html", status_code=404, principal=who, what=f"model {name}")
+    return render(request, "model.html", principal=who, m=detail)
+
+
+@router.get("/rollouts", response_class=HTMLResponse)
+def rollouts_page(request: Request) -> Response:
+    """Rollout state and per-variant RED charts."""
+    who = viewer(request)
+    from steward.dashboard import data
+
+    return render(request, "rollouts.html", principal=who, data=data.rollouts_view(_workspace(request)))
+
+
+@router.get("/drift", response_class=HTMLResponse)
+def drift_page(request: Request, model: str | None = None) -> Response:
+    """Drift per feature over time with the policy thresholds."""
+    who = viewer(request)
+    from steward.dashboard import data
+
+    return render(request, "drift.html", principal=who, data=data.drift_view(_workspace(request), model=model or None), model=model or "")
+
+
+@router.get("/performance", response_class=HTMLResponse)
+def performance_page(request: Request, model: str | None = None) -> Response:
+    """Quality over time with the moments the loop acted."""
+    who = viewer(request)
+    from steward.dashboard import data
+
+    view = data.performance_view(_workspace(request), model=model or None)
+    return render(request, "performance.html", principal=who, data=view, model=model or "")
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(request: Request, model: str | None = None, action: str | None = None, actor: str | None = None) -> Response:
+    """The audit trail with filters and the chain's verification."""
+    who = viewer(request)
+    from steward.dashboard import data
+
+    return render(request, "audit.html", principal=who, data=data.audit_view(_workspace(request), model=model, action=action, actor=actor))
+
+
+@router.get("/llm", response_class=HTMLResponse)
+def llm_page(request: Request, days: int = 30) -> Response:
+    """LLM spend by key and model per day, and the monthly projection."""
+    who = viewer(request)
+    from steward.dashboard import data
+
+    days = max(1, min(days, 366))
+    return render(request, "llm.html", principal=who, data=data.llm_view(_workspace(request), days=days), days=days)
+
+
+@router.get("/traces", response_class=HTMLResponse)
+def traces_page(request: Request, name: str | None = None, limit: int = 50) -> Response:
+    """Recent traces (spans)."""
+    who = viewer(request)
+    from steward.dashboard import data
+
+    limit = max(1, min(limit, 500))
+    return render(request, "traces.html", principal=who, data=data.traces_view(_workspace(request), limit=limit, name=name))
+
+
+def setup(app: FastAPI) -> None:
+    """Mount the static files, make sure keys are loaded, and turn :class:`LoginRequired` into a redirect."""
+    from fastapi.staticfiles import StaticFiles
+
+    from steward.dashboard import STATIC
+
+    state = app.state
+    if getattr(state, "api_keys", None) is None:  # normally loaded by routes_health.setup
+        from steward.spec import ServingSpec
+
+        ws = state.workspace
+        serving = ws.spec.serving if ws is not None else ServingSpec()
+        state.api_keys = load_keys(serving.auth, ws.spec if ws is not None else None)
+    app.mount(STATIC_PATH, StaticFiles(directory=str(STATIC)), name="dashboard-static")
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse(f"/login?next={quote(exc.next_path, safe='/')}", status_code=303)

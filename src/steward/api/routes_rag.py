@@ -1,0 +1,50 @@
+"""``POST /v1/rag/ask``: a grounded answer with numbered citations, over HTTP.
+
+Retrieval and answering are CPU-bound (embedding), so they run in a worker
+thread and the event loop stays free for other requests.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from steward.errors import StewardError
+
+__all__ = ["AskRequest", "router"]
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/rag", tags=["rag"])
+
+
+class AskRequest(BaseModel):
+    """A question for the RAG pipeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=4000)
+    k: int | None = Field(default=None, ge=1, le=50)
+    collection: str | None = None
+
+
+@router.post("/ask")
+async def ask_endpoint(body: AskRequest, request: Request) -> dict[str, Any]:
+    """Answer with citations; ``abstained`` is true (and the text says "I don't know") when retrieval is weak.
+
+    Guardrails apply: an injection attempt is refused with 422 problem+json (``guardrail.injection``).
+    """
+    from steward.llm.rag import ask
+
+    ws = request.app.state.workspace
+    if ws is None:
+        raise StewardError("the API was started without a project", code="rag.no_workspace", hint="start it with --spec PATH")
+    ans = await run_in_threadpool(ask, ws, body.question, body.k, collection=body.collection)
+    out = asdict(ans)
+    out.pop("prompt", None)
+    return out

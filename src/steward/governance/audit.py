@@ -1,0 +1,279 @@
+"""An append-only, hash-chained audit trail of every lifecycle action.
+
+Each entry stores the hash of the previous entry, and its own hash over a
+canonical JSON encoding of (seq, ts, actor, action, subject, model, payload,
+prev_hash). Editing an entry breaks its hash; dropping one leaves a gap in
+``seq`` or a broken link; reordering breaks the links. The newest head is also
+kept in ``audit_head`` (and, for local projects, in an anchor file outside the
+database) so truncating the tail is detected too.
+
+Inputs and outputs are recorded by hash (:func:`digest`) plus small readable
+details, so the trail proves what went in and out without copying data.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from steward.backends.base import MetadataStore
+from steward.backends.sql_metadata import utcnow
+from steward.errors import Conflict
+
+__all__ = ["GENESIS", "AuditEntry", "AuditTrail", "AuditVerification", "actor_name", "digest", "record_if_changed"]
+
+logger = logging.getLogger(__name__)
+
+GENESIS = "0" * 64
+_HEAD_ID = "main"
+
+
+def actor_name(explicit: str | None = None) -> str:
+    """Who acts: an explicit name, ``$STEWARD_ACTOR``, or the OS user."""
+    if explicit:
+        return explicit
+    env = os.environ.get("STEWARD_ACTOR")
+    if env:
+        return env
+    try:
+        return f"user:{getpass.getuser()}"
+    except Exception:  # no passwd entry in some containers
+        return "user:unknown"
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def digest(obj: Any) -> str:
+    """SHA-256 of a value's canonical JSON (bytes are hashed as they are)."""
+    if isinstance(obj, bytes | bytearray):
+        return hashlib.sha256(obj).hexdigest()
+    return hashlib.sha256(_canonical(obj).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry of the trail."""
+
+    seq: int
+    ts: str
+    actor: str
+    action: str
+    subject: str
+    model: str | None
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def body(self) -> dict[str, Any]:
+        """The hashed part of the entry."""
+        return {
+            "seq": self.seq,
+            "ts": self.ts,
+            "actor": self.actor,
+            "action": self.action,
+            "subject": self.subject,
+            "model": self.model,
+            "payload": self.payload,
+            "prev_hash": self.prev_hash,
+        }
+
+    def computed_hash(self) -> str:
+        """The hash this entry should carry."""
+        return digest(self.body())
+
+
+@dataclass
+class AuditVerification:
+    """The result of :meth:`AuditTrail.verify`."""
+
+    ok: bool
+    entries: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+class AuditTrail:
+    """The audit trail in a metadata store (SQLite by default, PostgreSQL when configured).
+
+    Args:
+        store: The metadata store (migrated).
+        anchor_path: Optional file that mirrors the head hash outside the database.
+    """
+
+    def __init__(self, store: MetadataStore, anchor_path: Path | None = None) -> None:
+        self.store = store
+        self.anchor_path = anchor_path
+
+    def append(
+        self,
+        action: str,
+        subject: str,
+        *,
+        actor: str | None = None,
+        model: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditEntry:
+        """Append one entry and return it.
+
+        Args:
+            action: What happened, dotted (``ingest.batch``, ``registry.alias``, ``rollout.step``...).
+            subject: What it happened to (``table:silver.flights``, ``model:flights@3``...).
+            actor: Who did it (default: :func:`actor_name`).
+            model: The registered model concerned, for ``steward audit log --model``.
+            inputs: Inputs; each value is recorded by hash beside its small readable form.
+            outputs: Outputs, likewise.
+            details: Small readable details (reasons, numbers).
+        """
+        payload: dict[str, Any] = {}
+        if inputs:
+            payload["inputs"] = {k: {"sha256": digest(v), "value": _small(v)} for k, v in inputs.items()}
+        if outputs:
+            payload["outputs"] = {k: {"sha256": digest(v), "value": _small(v)} for k, v in outputs.items()}
+        if details:
+            payload["details"] = json.loads(_canonical(dict(details)))
+        who = actor_name(actor)
+        for _attempt in range(20):
+            try:
+                with self.store.transaction():
+                    head = self.store.fetchone("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                    seq = int(head["seq"]) + 1 if head else 1
+                    prev = str(head["hash"]) if head else GENESIS
+                    entry = AuditEntry(seq, utcnow(), who, action, subject, model, payload, prev, "")
+                    h = entry.computed_hash()
+                    entry = AuditEntry(seq, entry.ts, who, action, subject, model, payload, prev, h)
+                    self.store.execute(
+                        "INSERT INTO audit_log (seq, ts, actor, action, subject, model, payload, prev_hash, hash) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (seq, entry.ts, who, action, subject, model, _canonical(payload), prev, h),
+                    )
+                    self.store.execute(
+                        "INSERT INTO audit_head (id, seq, hash) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                        (_HEAD_ID, seq, h),
+                    )
+                    # inside the transaction, so anchors are written in chain order
+                    self._write_anchor(seq, h)
+                break
+            except Exception as exc:  # a concurrent appender took this seq: retry on the new head
+                if "unique" not in str(exc).lower() and "duplicate" not in str(exc).lower():
+                    raise
+        else:  # pragma: no cover - pathological contention
+            raise Conflict("could not append to the audit trail under contention", code="audit.contention")
+        logger.debug("audit %s %s by %s", action, subject, who)
+        return entry
+
+    def _write_anchor(self, seq: int, h: str) -> None:
+        if self.anchor_path is None:
+            return
+        self.anchor_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.anchor_path.with_name(f"{self.anchor_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(f"{seq} {h}\n")
+        tmp.replace(self.anchor_path)
+
+    def _rows(self, where: str = "", params: tuple[Any, ...] = ()) -> Iterator[AuditEntry]:
+        for r in self.store.fetchall(
+            f"SELECT seq, ts, actor, action, subject, model, payload, prev_hash, hash FROM audit_log {where} ORDER BY seq",
+            params,
+        ):
+            yield AuditEntry(
+                int(r["seq"]),
+                str(r["ts"]),
+                str(r["actor"]),
+                str(r["action"]),
+                str(r["subject"]),
+                r["model"],
+                json.loads(r["payload"]),
+                str(r["prev_hash"]),
+                str(r["hash"]),
+            )
+
+    def entries(self, *, model: str | None = None, action: str | None = None, limit: int | None = None) -> list[AuditEntry]:
+        """Entries in order, optionally for one model or one action prefix."""
+        clauses, params = [], []
+        if model:
+            clauses.append("model = ?")
+            params.append(model)
+        if action:
+            clauses.append("action LIKE ?")
+            params.append(f"{action}%")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        out = list(self._rows(where, tuple(params)))
+        return out[-limit:] if limit else out
+
+    def verify(self) -> AuditVerification:
+        """Check every link; name the first entry that was edited, dropped or reordered."""
+        prev = GENESIS
+        expected_seq = 1
+        count = 0
+        problems: list[str] = []
+        first_bad: int | None = None
+        for e in self._rows():
+            count += 1
+            problem = None
+            if e.seq != expected_seq:
+                problem = f"entry {expected_seq} is missing (next present is {e.seq}): dropped or reordered"
+            elif e.prev_hash != prev:
+                problem = f"entry {e.seq} does not link to entry {e.seq - 1}: reordered, or its predecessor was edited"
+            elif e.computed_hash() != e.hash:
+                problem = f"entry {e.seq} ({e.action} {e.subject}) was edited: its content no longer matches its hash"
+            if problem:
+                problems.append(problem)
+                first_bad = first_bad if first_bad is not None else (expected_seq if e.seq != expected_seq else e.seq)
+            prev = e.hash
+            expected_seq = e.seq + 1
+        head = self.store.fetchone("SELECT seq, hash FROM audit_head WHERE id = ?", (_HEAD_ID,))
+        last_seq = expected_seq - 1
+        if head and (int(head["seq"]) != last_seq or (count and str(head["hash"]) != prev)):
+            problems.append(f"the trail ends at entry {last_seq} but its head says {head['seq']}: entries were dropped from the end")
+            first_bad = first_bad if first_bad is not None else min(last_seq + 1, int(head["seq"]))
+        if self.anchor_path is not None and self.anchor_path.exists():
+            a_seq, _, a_hash = self.anchor_path.read_text().strip().partition(" ")
+            if int(a_seq) > last_seq or (int(a_seq) == last_seq and a_hash != prev):
+                problems.append(f"the anchor file records entry {a_seq}, the database ends at {last_seq}")
+                first_bad = first_bad if first_bad is not None else min(int(a_seq), last_seq + 1)
+        ok = not problems
+        return AuditVerification(ok, count, first_bad, problems[0] if problems else None, problems)
+
+
+def record_if_changed(
+    trail: AuditTrail,
+    action: str,
+    subject: str,
+    value: Any,
+    *,
+    first_action: str | None = None,
+    field: str = "config",
+    model: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> AuditEntry | None:
+    """Append an entry for ``subject`` only when ``value`` differs from the last recorded one.
+
+    Used for configuration that lives in files rather than in API calls (contracts,
+    budgets, rate limits): the first sighting (``first_action``, default ``action``)
+    and every change after it are on the trail; an unchanged value adds nothing.
+    """
+    h = digest(value)
+    family = action.rsplit(".", 1)[0] + "." if first_action else action
+    seen = [e for e in trail.entries(action=family) if e.subject == subject]
+    previous = seen[-1].payload.get("outputs", {}).get(field, {}).get("sha256") if seen else None
+    if previous == h:
+        return None
+    name = action if seen or first_action is None else first_action
+    return trail.append(name, subject, model=model, inputs={"previous_sha256": previous}, outputs={field: value}, details=details)
+
+
+def _small(value: Any) -> Any:
+    """Keep readable values small in the trail (hashes carry the rest)."""
+    text = _canonical(value)
+    return value if len(text) <= 512 else f"<{len(text)} bytes>"

@@ -1,0 +1,1 @@
+"""The LLM half of Steward: gateway, RAG, evals and guardrails."""

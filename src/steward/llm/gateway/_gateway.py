@@ -1,0 +1,601 @@
+"""The gateway: authenticate, resolve, cache, reserve, route, validate, settle, record, trace."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client import Counter, Histogram
+
+from steward.errors import AuthError, StewardError, ValidationFailed
+from steward.llm.gateway._budget import MICRO, BudgetEnforcer, GatewayKey, Reservation
+from steward.llm.gateway._cache import CACHE_REQUESTS, ExactCache, SemanticCache, cache_key, default_embed, request_text
+from steward.llm.gateway._errors import InvalidOutput, ProviderError
+from steward.llm.gateway._providers import EmbedFn, LocalProvider, Provider, build_provider, response_to_chunks
+from steward.llm.gateway._router import Attempts, CircuitBreaker, Router, Target
+from steward.llm.gateway._structured import json_schema_of, repair_messages, validate_output
+from steward.llm.gateway._tokens import count_messages, count_text
+from steward.llm.gateway._usage import UsageRecorder
+from steward.llm.prompts import PromptRegistry, content_version
+from steward.observability.tracing import get_tracer, set_attributes
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from steward.backends.base import CacheStore, CounterStore
+    from steward.workspace import Workspace
+
+__all__ = ["METRICS", "ChatResult", "Gateway"]
+
+logger = logging.getLogger(__name__)
+
+REQUESTS = Counter("steward_llm_requests", "LLM gateway requests", ["model", "provider", "status"])
+TOKENS = Counter("steward_llm_tokens", "LLM gateway tokens", ["direction"])
+COST = Counter("steward_llm_cost_usd", "LLM gateway spend in US dollars")
+LATENCY = Histogram(
+    "steward_llm_request_seconds", "LLM gateway request latency", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+)
+
+METRICS = (REQUESTS, TOKENS, COST, LATENCY, CACHE_REQUESTS)
+
+_REQUEST_COUNTERS: dict[tuple[str, str, str], Any] = {}
+_TOKENS_IN = TOKENS.labels("in")
+_TOKENS_OUT = TOKENS.labels("out")
+
+
+# Request ids: a per-process random prefix and a counter (32 hex digits like a uuid4). uuid4() reads os.urandom on every
+# request, which releases the GIL and may wait a whole switch interval to get it back while another thread works.
+_RID_PREFIX = uuid.uuid4().hex[:20]
+_rid_counter = itertools.count(1)
+
+
+def _request_id() -> str:
+    return f"{_RID_PREFIX}{next(_rid_counter):012x}"
+
+
+def _count_request(model: str, provider: str, status: str) -> None:
+    # labels() takes a lock and builds a key each call: keep the children.
+    key = (model, provider, status)
+    child = _REQUEST_COUNTERS.get(key)
+    if child is None:
+        child = _REQUEST_COUNTERS[key] = REQUESTS.labels(model, provider, status)
+    child.inc()
+
+
+@dataclass
+class ChatResult:
+    """A gateway answer: a response body, or a stream of server-sent-event bytes, plus ``x-steward-*`` headers."""
+
+    response: dict[str, Any] | None = None
+    stream: AsyncIterator[bytes] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Req:
+    request_id: str
+    key: GatewayKey
+    model: str
+    prompt_version: str
+    span: Span
+    t0: float
+    reservation: Reservation | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    micro_usd: int = 0
+    target: Target | None = None
+    cache: str = "miss"
+    attempts: Attempts = field(default_factory=Attempts)
+
+
+def _sse(chunk: Mapping[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def _tool_calls(response: dict[str, Any]) -> bool:
+    try:
+        return bool(response["choices"][0]["message"].get("tool_calls"))
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return False
+
+
+def _content(response: dict[str, Any]) -> str | None:
+    try:
+        content: str | None = response["choices"][0]["message"].get("content")
+    except (KeyError, IndexError, TypeError):
+        return None
+    return content
+
+
+class Gateway:
+    """The OpenAI-compatible LLM gateway of a workspace.
+
+    Args:
+        ws: The workspace (its ``llm.gateway`` spec, metadata store and state root).
+        counters: Budget / rate-limit counters (default: from ``storage.cache_url``).
+        cache_store: Exact-cache store (default: from ``storage.cache_url``).
+        embed: Embedding function for the semantic cache and the local provider's embeddings
+            (default: :mod:`steward.llm.embeddings`, imported on first use).
+        sleep: Backoff sleep, injected for tests.
+        clock: Wall clock for budgets and cache TTLs, injected for tests.
+    """
+
+    def __init__(
+        self,
+        ws: Workspace,
+        *,
+        counters: CounterStore | None = None,
+        cache_store: CacheStore | None = None,
+        embed: EmbedFn | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        from steward.backends.factory import open_cache_store, open_counter_store
+
+        self.ws = ws
+        self.spec = ws.spec.llm.gateway
+        self.providers: dict[str, Provider] = {}
+        for name, p in self.spec.providers.items():
+            if p.kind == "local":
+                self.providers[name] = LocalProvider(name, embed_fn=embed, max_retries=p.max_retries)
+            else:
+                self.providers[name] = build_provider(
+                    name, p.kind, base_url=p.base_url, api_key_env=p.api_key_env, timeout_s=p.timeout_s, max_retries=p.max_retries
+                )
+        self.providers.setdefault("local", LocalProvider("local", embed_fn=embed))
+        cb = self.spec.circuit_breaker
+        self.breaker = CircuitBreaker(cb.failures, cb.cooldown_s)
+        self.router = Router(self.providers, self.spec.aliases, self.breaker, sleep=sleep)
+        self.counters = counters if counters is not None else open_counter_store(ws.spec)
+        self.budget = BudgetEnforcer(self.spec, self.counters, clock)
+        c = self.spec.cache
+        self.exact = ExactCache(cache_store if cache_store is not None else open_cache_store(ws.spec), c.ttl_s) if c.exact else None
+        self.semantic = SemanticCache(embed or default_embed, c.threshold, c.ttl_s, clock=clock) if c.semantic else None
+        self.prompts = PromptRegistry(ws.spec.resolve(self.spec.prompts_dir))
+        self.usage = UsageRecorder(ws.metadata)
+        self.tracer = get_tracer(ws, "steward.llm.gateway")
+        self._keys: list[tuple[bytes, GatewayKey]] = []
+        self._load_keys()
+        self._audit_budgets()
+
+    # -- keys --------------------------------------------------------------
+    def _audit_budgets(self) -> None:
+        """Budget and rate-limit settings of every key and team go on the audit trail when they change."""
+        from steward.governance.audit import record_if_changed
+
+        try:
+            for name, k in self.spec.keys.items():
+                cfg = {
+                    "team": k.team,
+                    "budget": k.budget.model_dump() if k.budget else None,
+                    "rate_limit": k.rate_limit.model_dump() if k.rate_limit else None,
+                }
+                record_if_changed(self.ws.audit, "budget.change", f"gateway-key:{name}", cfg)
+            for name, t in self.spec.teams.items():
+                record_if_changed(self.ws.audit, "budget.change", f"gateway-team:{name}", t.model_dump())
+        except Exception:  # the trail must never stop the gateway from starting
+            logger.exception("could not record budget settings on the audit trail")
+
+    def _load_keys(self) -> None:
+        keys = []
+        for name, k in self.spec.keys.items():
+            secret = os.environ.get(k.key_env)
+            if not secret:
+                logger.warning("gateway key %s: environment variable %s is not set; the key is disabled", name, k.key_env)
+                continue
+            keys.append((hashlib.sha256(secret.encode()).digest(), GatewayKey(name, k)))
+        self._keys = keys
+
+    def authenticate(self, authorization: str | None) -> GatewayKey:
+        """The key of an ``Authorization: Bearer ...`` header (compared in constant time).
+
+        Raises:
+            AuthError: no header, or no key matches.
+        """
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise AuthError("missing bearer token", hint="send 'Authorization: Bearer <gateway key>'")
+        digest = hashlib.sha256(authorization[7:].strip().encode()).digest()
+        for attempt in range(2):
+            found: GatewayKey | None = None
+            # Compare against every key (no early exit) so timing does not reveal which one matched.
+            for secret, key in self._keys:
+                if hmac.compare_digest(digest, secret):
+                    found = key
+            if found is not None:
+                return found
+            if attempt == 0:
+                self._load_keys()  # a key's environment variable may have been set since start-up
+        raise AuthError("invalid gateway key", hint="keys are declared in llm.gateway.keys and read from their key_env variables")
+
+    def provider(self, name: str) -> Provider:
+        """A provider by name (tests script the local one)."""
+        return self.providers[name]
+
+    # -- pricing -----------------------------------------------------------
+    def _price(self, target: Target) -> tuple[float, float]:
+        p = self.spec.prices.get(target.ref) or self.spec.prices.get(target.model)
+        return (p.input_per_1m, p.output_per_1m) if p else (0.0, 0.0)
+
+    def cost_micro(self, target: Target, prompt_tokens: int, completion_tokens: int) -> int:
+        """Cost of a call in micro-dollars (prices are per 1M tokens, so it is a plain weighted sum)."""
+        pin, pout = self._price(target)
+        return round(prompt_tokens * pin + completion_tokens * pout)
+
+    # -- chat --------------------------------------------------------------
+    def _prepare(self, body: dict[str, Any]) -> tuple[dict[str, Any], str, bool | None]:
+        model = body.get("model")
+        messages = body.get("messages")
+        if not isinstance(model, str) or not model:
+            raise ValidationFailed("'model' is required", details={"errors": [{"field": "model", "message": "required"}]})
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            raise ValidationFailed(
+                "'messages' must be a non-empty list of messages", details={"errors": [{"field": "messages", "message": "required"}]}
+            )
+        body = dict(body)
+        switch = body.pop("cache", None)
+        ref = body.pop("steward_prompt", None)
+        cache: bool | None = None
+        if switch is not None:
+            cache = switch not in (False, "off", "false", "0", "no", 0)
+        if ref:
+            if isinstance(ref, str):
+                ref = {"name": ref}
+            prompt = self.prompts.get(str(ref.get("name")), ref.get("version"))
+            text = prompt.render(ref.get("variables") or {})
+            body["messages"] = [{"role": "system", "content": text}, *messages]
+            return body, prompt.ref, cache
+        system = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") in ("system", "developer"))
+        return body, (f"inline@{content_version(system)}" if system else "none"), cache
+
+    async def chat(
+        self,
+        body: dict[str, Any],
+        key: GatewayKey,
+        *,
+        cache: bool | None = None,
+        trace: Mapping[str, Any] | None = None,
+    ) -> ChatResult:
+        """Answer an OpenAI chat-completions request.
+
+        Args:
+            body: The request body (``stream``, ``tools``, ``response_format`` supported). Gateway
+                extensions: ``cache: "off"`` and ``steward_prompt: {name, version?, variables?}``.
+            key: The authenticated key (see :meth:`authenticate`).
+            cache: Per-request cache switch (``x-steward-cache`` header); overrides the body's.
+            trace: Extra span attributes (e.g. ``rag.chunk_ids``, ``guardrails.verdicts``).
+
+        Raises:
+            RateLimited, BudgetExceeded: refused before any provider is called.
+            ProviderError: every provider in the chain failed.
+            InvalidOutput: the answer did not match the JSON schema after one repair.
+        """
+        t0 = time.perf_counter()
+        body, prompt_version, body_cache = self._prepare(body)
+        use_cache = cache if cache is not None else (body_cache if body_cache is not None else True)
+        model: str = body["model"]
+        targets = self.router.resolve(model)
+        stream = bool(body.get("stream"))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        body.pop("stream_options", None)
+        schema = json_schema_of(body)
+        span = self.tracer.start_span(
+            "llm.chat",
+            attributes={"llm.model": model, "llm.prompt_version": prompt_version, "llm.key": key.name, "llm.stream": stream},
+        )
+        if trace:
+            set_attributes(span, trace)
+        req = _Req(_request_id(), key, model, prompt_version, span, t0)
+        headers = {"x-steward-request-id": req.request_id, "x-steward-prompt-version": prompt_version}
+        try:
+            # Reserve first: rate limits count every request, and a key over budget gets nothing, cached or not.
+            est_in = count_messages(body["messages"], body.get("tools"), approx=True)
+            est_out = int(body.get("max_tokens") or body.get("max_completion_tokens") or self.spec.default_max_tokens)
+            est_micro = max(self.cost_micro(t, est_in, est_out) for t in targets)
+            req.reservation = self.budget.reserve(key, est_in + est_out, est_micro)
+            ckey = None
+            vector = None
+            hit: dict[str, Any] | None = None
+            if not use_cache:
+                req.cache = "off"
+            else:
+                if self.exact is not None:
+                    ckey = cache_key(model, prompt_version, body)
+                    hit = self.exact.get(ckey)
+                    req.cache = "exact" if hit is not None else "miss"
+                if hit is None and self.semantic is not None and not body.get("tools"):
+                    vector = await asyncio.to_thread(self.semantic.vector, request_text(body))
+                    found = self.semantic.get(f"{model}|{prompt_version}", vector)
+                    if found is not None:
+                        hit, similarity = found
+                        req.cache = "semantic"
+                        span.set_attribute("llm.cache_similarity", similarity)
+            headers["x-steward-cache"] = req.cache
+            if hit is not None:
+                self._finish(req, "ok")  # settles the reservation to zero: a cached answer costs nothing
+                headers["x-steward-cost-usd"] = "0"
+                if stream:
+                    return ChatResult(stream=self._replay(hit, include_usage), headers=headers)
+                return ChatResult(response=hit, headers=headers)
+
+            if stream and schema is None:
+                head, rest, target = await self.router.open_stream(targets, body, req.attempts)
+                req.target = target
+                headers["x-steward-provider"] = target.ref
+                return ChatResult(stream=self._relay(req, head, rest, include_usage, ckey, vector, body), headers=headers)
+
+            response = await self._complete(req, targets, body, schema)
+            assert req.target is not None
+            headers["x-steward-provider"] = req.target.ref
+            headers["x-steward-cost-usd"] = f"{req.micro_usd / MICRO:.6f}"
+            if use_cache:
+                self._store(req, ckey, vector, response)
+            self._finish(req, "ok")
+            if stream:
+                return ChatResult(stream=self._replay(response, include_usage), headers=headers)
+            return ChatResult(response=response, headers=headers)
+        except BaseException as exc:
+            self._finish(req, "error", exc)
+            raise
+
+    def _add_usage(self, req: _Req, target: Target, response: dict[str, Any], body: dict[str, Any]) -> None:
+        # The provider's own counts win; the local tokenizer fills in when a provider reports none.
+        usage = response.get("usage") or {}
+        pin = usage.get("prompt_tokens")
+        if pin is None:
+            pin = count_messages(body["messages"], body.get("tools"))
+        pin = int(pin)
+        pout = usage.get("completion_tokens")
+        if pout is None:
+            message = (response.get("choices") or [{}])[0].get("message") or {}
+            pout = count_text(message.get("content") or "") + (
+                count_text(orjson.dumps(message["tool_calls"]).decode()) if message.get("tool_calls") else 0
+            )
+        req.prompt_tokens += pin
+        req.completion_tokens += int(pout)
+        req.micro_usd += self.cost_micro(target, pin, int(pout))
+
+    async def _complete(self, req: _Req, targets: list[Target], body: dict[str, Any], schema: dict[str, Any] | None) -> dict[str, Any]:
+        send = {**body, "stream": False}
+        response, target = await self.router.chat(targets, send, req.attempts)
+        req.target = target
+        self._add_usage(req, target, response, send)
+        if schema is None or _tool_calls(response):
+            return response  # a tool call is not the final answer: the schema applies to the answer
+        errors = validate_output(_content(response), schema)
+        if not errors:
+            return response
+        req.span.add_event("structured_output.repair", {"errors": errors})
+        repair = {**send, "messages": repair_messages(body["messages"], _content(response), errors)}
+        response, target = await self.router.chat(targets, repair, req.attempts)
+        req.target = target
+        self._add_usage(req, target, response, repair)
+        errors = validate_output(_content(response), schema)
+        if errors:
+            raise InvalidOutput(
+                f"the model's answer does not match the requested JSON schema after one repair attempt: {'; '.join(errors)}",
+                hint="simplify the schema, or pick a model that supports structured outputs",
+                details={"errors": errors},
+            )
+        return response
+
+    def _store(self, req: _Req, ckey: str | None, vector: Any, response: dict[str, Any]) -> None:
+        if ckey is not None and self.exact is not None:
+            self.exact.put(ckey, response)
+        if self.semantic is not None and vector is not None:
+            self.semantic.put(f"{req.model}|{req.prompt_version}", vector, response)
+
+    async def _replay(self, response: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
+        for chunk in response_to_chunks(response):
+            if chunk.get("usage") is not None and not chunk.get("choices"):
+                if include_usage:
+                    yield _sse(chunk)
+                continue
+            yield _sse(chunk)
+        yield b"data: [DONE]\n\n"
+
+    async def _relay(
+        self,
+        req: _Req,
+        head: list[dict[str, Any]],
+        rest: AsyncIterator[dict[str, Any]],
+        include_usage: bool,
+        ckey: str | None,
+        vector: Any,
+        body: dict[str, Any],
+    ) -> AsyncIterator[bytes]:
+        """Pass the upstream stream through, accumulating the answer for usage, cache and trace."""
+        parts: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
+        finish: str | None = None
+        usage: dict[str, Any] | None = None
+        meta: dict[str, Any] = {}
+        status, error = "ok", None
+
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            for c in head:
+                yield c
+            async for c in rest:
+                yield c
+
+        try:
+            async for chunk in chunks():
+                if not meta:
+                    meta = {"id": chunk.get("id"), "created": chunk.get("created"), "model": chunk.get("model")}
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                    if not chunk.get("choices"):
+                        if include_usage:
+                            yield _sse(chunk)
+                        continue
+                    if not include_usage:
+                        chunk = {k: v for k, v in chunk.items() if k != "usage"}
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        parts.append(delta["content"])
+                    for tc in delta.get("tool_calls") or []:
+                        slot = calls.setdefault(
+                            int(tc.get("index", 0)), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+                        )
+                        slot["id"] = tc.get("id") or slot["id"]
+                        fn = tc.get("function") or {}
+                        slot["function"]["name"] += fn.get("name") or ""
+                        slot["function"]["arguments"] += fn.get("arguments") or ""
+                    finish = choice.get("finish_reason") or finish
+                yield _sse(chunk)
+            yield b"data: [DONE]\n\n"
+        except ProviderError as exc:
+            # Tokens were already sent: no fallback possible, end the stream with an error event.
+            status, error = "error", exc
+            yield _sse({"error": {"message": exc.message, "type": "provider_error", "code": exc.code}})
+        finally:
+            close = getattr(rest, "aclose", None)
+            if close is not None:
+                try:
+                    await close()  # the client may have gone: release the upstream connection now
+                except Exception:
+                    logger.debug("error closing the upstream stream", exc_info=True)
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(parts) if parts or not calls else None}
+            if calls:
+                message["tool_calls"] = [calls[i] for i in sorted(calls)]
+            response = {
+                "id": meta.get("id") or f"chatcmpl-{req.request_id}",
+                "object": "chat.completion",
+                "created": meta.get("created") or int(time.time()),
+                "model": meta.get("model") or "",
+                "choices": [{"index": 0, "message": message, "finish_reason": finish or "stop"}],
+            }
+            if usage:
+                response["usage"] = usage
+            assert req.target is not None
+            self._add_usage(req, req.target, response, body)
+            if status == "ok" and finish is not None and req.cache != "off":
+                response.setdefault(
+                    "usage",
+                    {
+                        "prompt_tokens": req.prompt_tokens,
+                        "completion_tokens": req.completion_tokens,
+                        "total_tokens": req.prompt_tokens + req.completion_tokens,
+                    },
+                )
+                self._store(req, ckey, vector, response)
+            self._finish(req, status if finish is not None or status == "error" else "aborted", error)
+
+    def _finish(self, req: _Req, status: str, error: BaseException | None = None) -> None:
+        """Settle the budget, record usage, count metrics and end the span (exactly once per request)."""
+        if req.reservation is not None:
+            try:
+                self.budget.settle(req.reservation, req.prompt_tokens + req.completion_tokens, req.micro_usd)
+            except Exception:
+                logger.exception("could not settle the budget of request %s", req.request_id)
+        latency_ms = (time.perf_counter() - req.t0) * 1000
+        target = req.target
+        cost = req.micro_usd / MICRO
+        is_limit = error is not None and isinstance(error, StewardError) and error.code.startswith("limit.")
+        self.usage.record(
+            {
+                "request_id": req.request_id,
+                "key_name": req.key.name,
+                "team": req.key.team,
+                "model": req.model,
+                "provider": target.provider.name if target else None,
+                "provider_model": target.model if target else None,
+                "prompt_tokens": req.prompt_tokens,
+                "completion_tokens": req.completion_tokens,
+                "cost_usd": cost,
+                "cache": req.cache,
+                "status": "refused" if is_limit else status,
+                "latency_ms": latency_ms,
+                "prompt_version": req.prompt_version,
+            }
+        )
+        _count_request(req.model, target.provider.name if target else "", status)
+        _TOKENS_IN.inc(req.prompt_tokens)
+        _TOKENS_OUT.inc(req.completion_tokens)
+        if cost:
+            COST.inc(cost)
+        LATENCY.observe(latency_ms / 1000)
+        span = req.span
+        set_attributes(
+            span,
+            {
+                "llm.request_id": req.request_id,
+                "llm.provider": target.provider.name if target else None,
+                "llm.provider_model": target.model if target else None,
+                "llm.tokens_in": req.prompt_tokens,
+                "llm.tokens_out": req.completion_tokens,
+                "llm.cost_usd": cost,
+                "llm.latency_ms": round(latency_ms, 3),
+                "llm.cache_hit": req.cache in ("exact", "semantic"),
+                "llm.cache": req.cache,
+                "llm.status": status,
+                "llm.attempts": req.attempts.tried,
+            },
+        )
+        if error is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
+            span.set_attribute("llm.error_code", getattr(error, "code", type(error).__name__))
+        span.end()
+
+    # -- embeddings --------------------------------------------------------
+    async def embeddings(self, body: dict[str, Any], key: GatewayKey, *, trace: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Answer an OpenAI embeddings request (budgets, usage and tracing as for chat; ``trace``: extra span attributes)."""
+        model = body.get("model")
+        raw = body.get("input")
+        if not isinstance(model, str) or not model:
+            raise ValidationFailed("'model' is required", details={"errors": [{"field": "model", "message": "required"}]})
+        inputs = [raw] if isinstance(raw, str) else raw
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(x, str) for x in inputs):
+            raise ValidationFailed(
+                "'input' must be a string or a non-empty list of strings", details={"errors": [{"field": "input", "message": "invalid"}]}
+            )
+        targets = self.router.resolve(model)
+        span = self.tracer.start_span("llm.embeddings", attributes={"llm.model": model, "llm.key": key.name, "llm.inputs": len(inputs)})
+        if trace:
+            set_attributes(span, trace)
+        req = _Req(_request_id(), key, model, "none", span, time.perf_counter(), cache="off")
+        try:
+            tokens = sum(count_text(t) for t in inputs)
+            req.reservation = self.budget.reserve(key, tokens, max(self.cost_micro(t, tokens, 0) for t in targets))
+            result, target = await self.router.run(targets, req.attempts, lambda t: t.provider.embed(inputs, t.model))
+            req.target = target
+            used = int((result.get("usage") or {}).get("prompt_tokens") or tokens)
+            req.prompt_tokens = used
+            req.micro_usd = self.cost_micro(target, used, 0)
+            data: dict[str, Any] = result
+            self._finish(req, "ok")
+            return data
+        except BaseException as exc:
+            self._finish(req, "error", exc)
+            raise
+
+    # -- lifecycle ---------------------------------------------------------
+    def flush(self) -> None:
+        """Write buffered usage rows and spans now."""
+        from steward.observability.tracing import flush
+
+        self.usage.flush()
+        flush(self.ws)
+
+    async def aclose(self) -> None:
+        """Close providers' connections, flush usage and spans."""
+        for p in self.providers.values():
+            await p.aclose()
+        self.usage.close()
+        self.flush()
+        for store in (self.counters, self.exact.store if self.exact is not None else None):
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()

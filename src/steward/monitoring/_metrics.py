@@ -1,0 +1,111 @@
+"""Prometheus gauges for monitoring verdicts, and the matching alerting rules.
+
+Gauges live in the default ``prometheus_client`` registry (what the API's ``/metrics``
+serves) unless a registry is passed. The alert rules reference these gauges and carry a
+``runbook_url`` annotation pointing at ``docs/runbooks/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from steward.spec import Spec
+
+__all__ = ["STATUS_CODES", "monitor_gauges", "prometheus_rules"]
+
+logger = logging.getLogger(__name__)
+
+STATUS_CODES = {"ok": 0, "insufficient_data": 0, "no_data": 0, "warn": 1, "breach": 2}
+_lock = threading.Lock()
+_cache: dict[int, dict[str, Any]] = {}
+
+
+def monitor_gauges(registry: CollectorRegistry | None = None) -> dict[str, Any]:
+    """The monitoring gauges, created once per registry."""
+    from prometheus_client import REGISTRY, Gauge
+
+    reg = registry if registry is not None else REGISTRY
+    with _lock:
+        got = _cache.get(id(reg))
+        if got is not None:
+            return got
+        g = {
+            "statistic": Gauge(
+                "steward_monitor_statistic", "Latest value of a monitoring check", ["model", "policy", "detector", "column"], registry=reg
+            ),
+            "check_status": Gauge(
+                "steward_monitor_check_status", "0 ok, 1 warn, 2 breach", ["model", "policy", "detector", "column"], registry=reg
+            ),
+            "policy_status": Gauge(
+                "steward_monitor_policy_status",
+                "Worst check status of a policy (0 ok, 1 warn, 2 breach)",
+                ["model", "policy"],
+                registry=reg,
+            ),
+            "model_metric": Gauge(
+                "steward_monitor_model_metric", "Model quality on the latest labelled window", ["model", "metric", "slice"], registry=reg
+            ),
+            "slo_burn_rate": Gauge("steward_slo_burn_rate", "Error-budget burn rate", ["model", "slo", "window"], registry=reg),
+            "slo_budget_remaining": Gauge(
+                "steward_slo_error_budget_remaining", "Share of the error budget left", ["model", "slo"], registry=reg
+            ),
+            "slo_sli": Gauge("steward_slo_sli", "SLI over the SLO period", ["model", "slo"], registry=reg),
+            "alert_firing": Gauge(
+                "steward_monitor_alert_firing", "1 while a policy alert fires", ["model", "policy", "action", "runbook"], registry=reg
+            ),
+            "last_run": Gauge(
+                "steward_monitor_last_run_timestamp_seconds", "When the monitor last evaluated a model", ["model"], registry=reg
+            ),
+        }
+        _cache[id(reg)] = g
+        return g
+
+
+def _runbook_url(spec: Spec, path: str | None) -> str:
+    return path or "docs/runbooks/README.md"
+
+
+def prometheus_rules(spec: Spec) -> dict[str, Any]:
+    """Prometheus alerting rules for every policy and SLO of the spec (a ``groups:`` document)."""
+    from steward.monitoring._policies import effective_policies
+    from steward.monitoring._slo import DEFAULT_BURN_ALERTS, slo_kind
+
+    rules: list[dict[str, Any]] = []
+    for p in effective_policies(spec.monitoring):
+        rules.append(
+            {
+                "alert": f"Steward{''.join(w.capitalize() for w in p.name.replace('-', '_').split('_'))}",
+                "expr": f'max by (model) (steward_monitor_policy_status{{policy="{p.name}"}}) >= 2',
+                "for": "0m",
+                "labels": {"severity": "page" if p.action in ("rollback",) else "ticket", "action": p.action},
+                "annotations": {
+                    "summary": f"policy {p.name}: {p.detector} on {p.on} crossed {p.threshold}",
+                    "runbook_url": _runbook_url(spec, p.runbook),
+                },
+            }
+        )
+    for slo in spec.monitoring.slos:
+        if slo_kind(slo) == "quality":
+            continue
+        for a in DEFAULT_BURN_ALERTS:
+            lw, sw = a.long_window, a.short_window
+            rules.append(
+                {
+                    "alert": f"Steward{slo.name.capitalize()}{''.join(w.capitalize() for w in a.name.split('_'))}",
+                    "expr": (
+                        f'steward_slo_burn_rate{{slo="{slo.name}",window="{lw}"}} > {a.factor} '
+                        f'and steward_slo_burn_rate{{slo="{slo.name}",window="{sw}"}} > {a.factor}'
+                    ),
+                    "labels": {"severity": a.severity},
+                    "annotations": {
+                        "summary": f"SLO {slo.name} burns its error budget {a.factor}x too fast ({lw}/{sw})",
+                        "runbook_url": "docs/runbooks/slo-burn.md",
+                    },
+                }
+            )
+    return {"groups": [{"name": "steward-monitoring", "rules": rules}]}

@@ -1,0 +1,202 @@
+"""Model quality once the ground truth arrives: join delayed labels, metrics per window and per slice.
+
+Labels land later than predictions (a flight's arrival delay is known after it lands).
+They join the prediction log either by ``request_id`` (a ``logs.labels`` table) or by an
+entity key carried in the logged features (for flights: year, month, day, carrier,
+flight, origin, sched_dep_time). Concept drift shows here as a drop in quality while the
+inputs may look stable.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+from numpy.typing import ArrayLike
+
+from steward.errors import ValidationFailed
+from steward.monitoring._windows import decode_features, parse_duration
+
+if TYPE_CHECKING:
+    from steward.spec import LabelsSpec
+    from steward.workspace import Workspace
+
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "LABEL",
+    "classification_metrics",
+    "join_labels",
+    "load_labels",
+    "performance_by_window",
+    "roc_auc",
+]
+
+logger = logging.getLogger(__name__)
+
+LABEL = "label"
+HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "precision": True, "recall": True, "f1": True, "brier": False, "log_loss": False}
+
+
+def roc_auc(y_true: ArrayLike, y_score: ArrayLike) -> float | None:
+    """Area under the ROC curve via the rank-sum (ties get average ranks); None with one class only."""
+    y = np.asarray(y_true).astype(bool)
+    s = np.asarray(y_score, dtype=np.float64)
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = pl.Series(s).rank("average").to_numpy()
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def classification_metrics(y_true: ArrayLike, y_score: ArrayLike, *, threshold: float = 0.5) -> dict[str, float | None]:
+    """Binary classification metrics of probabilities against 0/1 labels.
+
+    Undefined metrics (AUC with one class, precision with no positive prediction) are
+    None, never NaN. Log loss clips probabilities to [1e-15, 1 - 1e-15].
+    """
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_score, dtype=np.float64)
+    n = int(y.size)
+    if n == 0:
+        return {"n": 0.0, "roc_auc": None, "accuracy": None, "precision": None, "recall": None, "f1": None, "brier": None, "log_loss": None,
+                "positive_rate": None, "predicted_positive_rate": None, "mean_prediction": None}  # fmt: skip
+    pred = p >= threshold
+    pos = y >= 0.5
+    tp = int((pred & pos).sum())
+    fp = int((pred & ~pos).sum())
+    fn = int((~pred & pos).sum())
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * precision * recall / (precision + recall) if precision is not None and recall is not None and precision + recall > 0 else None
+    pc = np.clip(p, 1e-15, 1 - 1e-15)
+    return {
+        "n": float(n),
+        "roc_auc": roc_auc(pos, p),
+        "accuracy": float((pred == pos).mean()),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "brier": float(np.mean((p - y) ** 2)),
+        "log_loss": float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc))),
+        "positive_rate": float(pos.mean()),
+        "predicted_positive_rate": float(pred.mean()),
+        "mean_prediction": float(p.mean()),
+    }
+
+
+def load_labels(ws: Workspace, spec: LabelsSpec, *, keys: list[str] | None = None) -> pl.DataFrame:
+    """The label table: join keys (or ``request_id``) plus a 0/1 ``label`` column (and ``label_ts`` when known).
+
+    ``spec.expr`` (SQL, e.g. ``arr_delay >= 15``) is evaluated over ``spec.source``; without it
+    the source must have a ``label`` column.
+    """
+    join = list(keys if keys is not None else spec.join) or ["request_id"]
+    lf = ws.lake.scan(spec.source)
+    names = lf.collect_schema().names()
+    label_expr = pl.sql_expr(spec.expr) if spec.expr else pl.col(LABEL)
+    if not spec.expr and LABEL not in names:
+        raise ValidationFailed(f"{spec.source} has no 'label' column", hint="set monitoring.labels.expr, e.g. 'arr_delay >= 15'")
+    missing = [k for k in join if k not in names]
+    if missing:
+        raise ValidationFailed(f"{spec.source} lacks join keys {missing}", hint="fix monitoring.labels.join")
+    cols = [*[pl.col(k) for k in join], label_expr.cast(pl.Int8).alias(LABEL)]
+    if "ts" in names and "ts" not in join:
+        cols.append(pl.col("ts").alias("label_ts"))
+    out = lf.select(cols).filter(pl.col(LABEL).is_not_null()).collect()
+    # one label per key: the latest correction wins
+    if "label_ts" in out.columns:
+        out = out.sort("label_ts")
+    return out.unique(subset=join, keep="last", maintain_order=True)
+
+
+def join_labels(
+    predictions: pl.DataFrame,
+    labels: pl.DataFrame,
+    *,
+    on: list[str] | None = None,
+    now: datetime | None = None,
+    delay: str | None = None,
+) -> pl.DataFrame:
+    """Inner-join logged predictions with their labels.
+
+    Args:
+        on: Join keys (default ``request_id``); keys may live inside a JSON ``features`` column.
+        now, delay: When both are given, predictions younger than ``now - delay`` are left out:
+            their labels may not have arrived yet, and judging them would bias the metrics.
+    """
+    keys = list(on or ["request_id"])
+    preds = decode_features(predictions, keys)
+    missing = [k for k in keys if k not in preds.columns]
+    if missing:
+        raise ValidationFailed(f"the prediction log lacks join keys {missing}", hint="log them as features, or join by request_id")
+    if now is not None and delay is not None and "ts" in preds.columns:
+        cutoff = now - parse_duration(delay)
+        preds = preds.filter(pl.col("ts") <= cutoff)
+    # cast keys on both sides to a common type (the log may store JSON numbers as Int64, the table as Int32)
+    casts_p, casts_l = [], []
+    for k in keys:
+        lt, pt = labels.schema[k], preds.schema[k]
+        if lt != pt:
+            target = pl.Utf8 if (lt == pl.Utf8 or pt == pl.Utf8) else pl.Float64 if (lt.is_float() or pt.is_float()) else pl.Int64
+            casts_p.append(pl.col(k).cast(target))
+            casts_l.append(pl.col(k).cast(target))
+    if casts_p:
+        preds = preds.with_columns(casts_p)
+        labels = labels.with_columns(casts_l)
+    right = labels.drop([c for c in labels.columns if c in preds.columns and c not in keys])
+    return preds.join(right, on=keys, how="inner")
+
+
+def performance_by_window(
+    joined: pl.DataFrame,
+    *,
+    by: str = "time",
+    size: str | int = "1d",
+    slices: list[str] | None = None,
+    threshold: float = 0.5,
+    min_rows: int = 1,
+) -> pl.DataFrame:
+    """Metrics per window, overall (``slice`` = ``all``) and per value of each slice column.
+
+    Returns one row per (window, slice, value) with ``window_start``, ``window_end``, ``slice``,
+    ``slice_value`` and every metric of :func:`classification_metrics`. Slices with fewer than
+    ``min_rows`` labelled rows are left out.
+    """
+    if joined.height == 0:
+        return pl.DataFrame()
+    if by == "count":
+        step = int(size)
+        frame = joined.with_row_index("__i").with_columns((pl.col("__i") // step).alias("__w"))
+    else:
+        step_us = int(parse_duration(size).total_seconds() * 1_000_000)
+        frame = joined.with_columns((pl.col("ts").cast(pl.Datetime("us", "UTC")).dt.epoch("us") // step_us).alias("__w"))
+    rows: list[dict[str, Any]] = []
+    for (w,), part in frame.partition_by("__w", as_dict=True, maintain_order=True).items():
+        start = end = None
+        if by != "count":
+            start = datetime.fromtimestamp(int(w) * step_us / 1e6, tz=UTC)  # type: ignore[call-overload]
+            end = datetime.fromtimestamp((int(w) + 1) * step_us / 1e6, tz=UTC)  # type: ignore[call-overload]
+        groups: list[tuple[str, str, pl.DataFrame]] = [("all", "all", part)]
+        for col in slices or []:
+            if col in part.columns:
+                for (val,), sub in part.partition_by(col, as_dict=True, maintain_order=True).items():
+                    groups.append((col, str(val), sub))
+        for sl, val, sub in groups:
+            if sub.height < min_rows:
+                continue
+            m = classification_metrics(sub.get_column(LABEL).to_numpy(), sub.get_column("prediction").to_numpy(), threshold=threshold)
+            rows.append({"window": int(w), "window_start": start, "window_end": end, "slice": sl, "slice_value": val, **m})  # type: ignore[call-overload]
+    out = pl.DataFrame(rows)
+    return out.sort(["window", "slice", "slice_value"])
+
+
+def is_breach(metric: str, value: float | None, threshold: float) -> bool:
+    """Whether a metric value is worse than its threshold (direction per metric)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return value < threshold if HIGHER_IS_BETTER.get(metric, True) else value > threshold

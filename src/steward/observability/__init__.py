@@ -1,0 +1,1 @@
+"""Observability: OpenTelemetry tracing (stored locally, exportable over OTLP) and Prometheus metrics."""

@@ -1,0 +1,318 @@
+"""Registered model versions and their aliases (MLflow stages are deprecated: aliases only).
+
+Aliases: ``challenger`` (the newest trained version), ``champion`` (whoever
+serves) and ``previous`` (the champion before, for rollback). Every alias
+change is recorded in the metadata store (``alias_changes``) with who, when
+and why, besides being applied in the MLflow registry.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from steward.backends.sql_metadata import utcnow
+from steward.errors import Conflict, GateFailed, NotFound, ValidationFailed
+from steward.training import tracking
+
+if TYPE_CHECKING:
+    from steward.workspace import Workspace
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "PREVIOUS",
+    "AliasChange",
+    "ModelVersionSummary",
+    "alias_history",
+    "current_actor",
+    "get_alias_version",
+    "get_model_version",
+    "latest_gate_verdict",
+    "list_models",
+    "promote",
+    "register_version",
+    "rollback",
+    "set_alias",
+]
+
+logger = logging.getLogger(__name__)
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+PREVIOUS = "previous"
+
+
+@dataclass
+class AliasChange:
+    """One alias move: ``alias`` went from ``from_version`` to ``to_version`` (None = unset)."""
+
+    change_id: str
+    model_name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    action: str
+    actor: str
+    reason: str
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass
+class ModelVersionSummary:
+    """One registered version, for listings."""
+
+    name: str
+    version: int
+    aliases: list[str]
+    run_id: str | None
+    created_at: str
+    metric: str | None = None
+    metric_value: float | None = None
+    gate: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def current_actor(actor: str | None = None) -> str:
+    """Who is acting: ``actor``, else ``$STEWARD_ACTOR``, else the OS user."""
+    if actor:
+        return actor
+    env = os.environ.get("STEWARD_ACTOR")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
+def _not_found(exc: Exception) -> bool:
+    return getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in str(exc).lower()
+
+
+def get_model_version(ws: Workspace, name: str, version: int) -> Any:
+    """The MLflow ``ModelVersion``.
+
+    Raises:
+        NotFound: no such model or version.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return tracking.client(ws).get_model_version(name, str(version))
+    except MlflowException as exc:
+        if _not_found(exc):
+            raise NotFound(f"model {name} has no version {version}", hint="see 'steward registry list'") from None
+        raise
+
+
+def get_alias_version(ws: Workspace, name: str, alias: str) -> int | None:
+    """The version an alias points at, or None when unset (or the model does not exist)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = tracking.client(ws).get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if _not_found(exc) or getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
+            return None
+        raise
+    return int(mv.version)
+
+
+def _record(ws: Workspace, change: AliasChange) -> None:
+    ws.metadata.execute(
+        "INSERT INTO alias_changes (change_id, model_name, alias, from_version, to_version, action, actor, reason, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            change.change_id,
+            change.model_name,
+            change.alias,
+            change.from_version,
+            change.to_version,
+            change.action,
+            change.actor,
+            change.reason,
+            change.created_at,
+        ),
+    )
+
+
+def set_alias(ws: Workspace, name: str, alias: str, version: int | None, *, actor: str, reason: str, action: str) -> AliasChange:
+    """Point ``alias`` at ``version`` (or remove it when None) and record the change."""
+    c = tracking.client(ws)
+    before = get_alias_version(ws, name, alias)
+    if version is None:
+        if before is not None:
+            c.delete_registered_model_alias(name, alias)
+    else:
+        c.set_registered_model_alias(name, alias, str(version))
+    change = AliasChange(uuid.uuid4().hex, name, alias, before, version, action, actor, reason, utcnow())
+    _record(ws, change)
+    ws.audit.append(
+        "registry.alias",
+        f"model:{name}@{alias}",
+        actor=actor,
+        model=name,
+        details={"from_version": before, "to_version": version, "action": action, "reason": reason},
+    )
+    logger.info("%s: alias %s %s -> %s (%s by %s: %s)", name, alias, before, version, action, actor, reason)
+    return change
+
+
+def register_version(ws: Workspace, *, name: str, model_uri: str, run_id: str, tags: dict[str, str], actor: str | None = None) -> int:
+    """Register a logged model as a new version of ``name`` and make it the ``challenger``."""
+    import mlflow
+
+    tracking.configure(ws)
+    mv = mlflow.register_model(model_uri, name, await_registration_for=0, tags=tags)
+    version = int(mv.version)
+    set_alias(ws, name, CHALLENGER, version, actor=current_actor(actor), reason=f"trained by run {run_id}", action="register")
+    return version
+
+
+def alias_history(ws: Workspace, name: str | None = None) -> list[AliasChange]:
+    """Every recorded alias change (of one model, or all), oldest first."""
+    sql = "SELECT * FROM alias_changes"
+    params: tuple[Any, ...] = ()
+    if name:
+        sql += " WHERE model_name = ?"
+        params = (name,)
+    rows = ws.metadata.fetchall(sql + " ORDER BY created_at, change_id", params)
+    return [
+        AliasChange(
+            change_id=r["change_id"],
+            model_name=r["model_name"],
+            alias=r["alias"],
+            from_version=None if r["from_version"] is None else int(r["from_version"]),
+            to_version=None if r["to_version"] is None else int(r["to_version"]),
+            action=r["action"],
+            actor=r["actor"],
+            reason=r["reason"],
+            created_at=r["created_at"],
+        )
+        for r in rows
+    ]
+
+
+def latest_gate_verdict(ws: Workspace, name: str, version: int) -> dict[str, Any] | None:
+    """The newest recorded gate verdict for a version (``checks`` decoded), or None."""
+    row = ws.metadata.fetchone(
+        "SELECT * FROM gate_verdicts WHERE model_name = ? AND challenger_version = ? ORDER BY created_at DESC, verdict_id DESC",
+        (name, version),
+    )
+    if row is None:
+        return None
+    out = dict(row)
+    out["passed"] = bool(int(out["passed"]))
+    out["checks"] = json.loads(out["checks"])
+    out["champion_version"] = None if out["champion_version"] is None else int(out["champion_version"])
+    return out
+
+
+def promote(ws: Workspace, name: str, version: int, *, reason: str, actor: str | None = None, force: bool = False) -> list[AliasChange]:
+    """Make ``version`` the champion; the old champion becomes ``previous``.
+
+    The gate is blocking: the version needs a passing verdict taken against the
+    current champion, unless ``force`` (recorded in the reason).
+
+    Raises:
+        NotFound: no such version.
+        Conflict: the version already is the champion.
+        GateFailed: no passing, current gate verdict.
+    """
+    if not reason.strip():
+        raise ValidationFailed("a promotion needs a reason", hint="pass --reason TEXT", details={"errors": ["reason"]})
+    get_model_version(ws, name, version)
+    who = current_actor(actor)
+    champion = get_alias_version(ws, name, CHAMPION)
+    if champion == version:
+        raise Conflict(f"{name} v{version} already is the champion", code="registry.already_champion")
+    if not force:
+        verdict = latest_gate_verdict(ws, name, version)
+        if verdict is None or not verdict["passed"]:
+            raise GateFailed(
+                f"{name} v{version} has {'no' if verdict is None else 'no passing'} gate verdict",
+                hint=f"run 'steward gate {name} --version {version}' (or promote with --force and a reason)",
+                details={"verdict": verdict},
+            )
+        if verdict["champion_version"] != champion:
+            raise GateFailed(
+                f"{name} v{version} was gated against v{verdict['champion_version']}, but the champion is now v{champion}",
+                hint=f"run 'steward gate {name} --version {version}' again",
+            )
+    why = reason if not force else f"{reason} (forced past the gate)"
+    changes: list[AliasChange] = []
+    if champion is not None:
+        changes.append(set_alias(ws, name, PREVIOUS, champion, actor=who, reason=why, action="promote"))
+    changes.append(set_alias(ws, name, CHAMPION, version, actor=who, reason=why, action="promote"))
+    if get_alias_version(ws, name, CHALLENGER) == version:
+        changes.append(set_alias(ws, name, CHALLENGER, None, actor=who, reason=why, action="promote"))
+    return changes
+
+
+def rollback(ws: Workspace, name: str, *, reason: str, actor: str | None = None) -> list[AliasChange]:
+    """Champion ← previous; the rolled-back version keeps no alias and ``previous`` is cleared.
+
+    Raises:
+        Conflict: there is no ``previous`` version to roll back to.
+    """
+    if not reason.strip():
+        raise ValidationFailed("a rollback needs a reason", hint="pass --reason TEXT", details={"errors": ["reason"]})
+    who = current_actor(actor)
+    previous = get_alias_version(ws, name, PREVIOUS)
+    if previous is None:
+        raise Conflict(f"{name} has no previous champion to roll back to", code="registry.no_previous", hint="promote a version instead")
+    changes = [set_alias(ws, name, CHAMPION, previous, actor=who, reason=reason, action="rollback")]
+    changes.append(set_alias(ws, name, PREVIOUS, None, actor=who, reason=reason, action="rollback"))
+    return changes
+
+
+def list_models(ws: Workspace, name: str | None = None) -> list[ModelVersionSummary]:
+    """Every registered version (of one model, or all), newest first, with aliases and main metric."""
+    c = tracking.client(ws)
+    names = [name] if name else sorted(m.name for m in c.search_registered_models(max_results=1000))
+    out: list[ModelVersionSummary] = []
+    for n in names:
+        versions = c.search_model_versions(f"name = '{n}'", max_results=1000)
+        # search results do not always carry aliases; the registered model does
+        by_version: dict[int, list[str]] = {}
+        for alias, v in (c.get_registered_model(n).aliases or {}).items():
+            by_version.setdefault(int(v), []).append(alias)
+        for mv in sorted(versions, key=lambda v: -int(v.version)):
+            tags = dict(mv.tags or {})
+            metric = tags.get("steward.metric")
+            value = tags.get("steward.metric_value")
+            verdict = latest_gate_verdict(ws, n, int(mv.version))
+            out.append(
+                ModelVersionSummary(
+                    name=n,
+                    version=int(mv.version),
+                    aliases=sorted(by_version.get(int(mv.version), [])),
+                    run_id=mv.run_id,
+                    created_at=_ms_to_iso(mv.creation_timestamp),
+                    metric=metric,
+                    metric_value=float(value) if value not in (None, "", "None") else None,
+                    gate=None if verdict is None else ("passed" if verdict["passed"] else "failed"),
+                    tags={k: v for k, v in tags.items() if k != "steward.manifest"},
+                )
+            )
+    return out
+
+
+def _ms_to_iso(ms: int | None) -> str:
+    from datetime import UTC, datetime
+
+    return "" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")

@@ -1,0 +1,9 @@
+"""Serving: model runtime (verified loading, validation, micro-batching), the pure traffic router,
+rollouts, the prediction log and batch scoring.
+
+Heavy imports (lightgbm, mlflow, ray) happen inside the functions that need them.
+"""
+
+from steward.serving.router import Route, RoutePolicy, StepDecision, StepRules, VariantStats, bucket, evaluate_step, route
+
+__all__ = ["Route", "RoutePolicy", "StepDecision", "StepRules", "VariantStats", "bucket", "evaluate_step", "route"]

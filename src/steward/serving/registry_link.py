@@ -1,0 +1,104 @@
+"""The serving stage's link to the model registry: resolve aliases, load verified models, move aliases.
+
+Everything goes through :mod:`steward.registry`: ``load_verified_model`` checks the
+artifacts' SHA-256 manifest before anything is deserialized (a mismatch refuses the
+load), and ``promote`` moves ``champion`` (keeping ``previous``) behind the gate.
+Registry errors that mean "the tracking database is unreachable" become
+:class:`~steward.errors.BackendUnavailable`, which the server survives.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from steward.errors import BackendUnavailable, StewardError
+from steward.serving.runtime import InputSchema, NativeRuntime
+
+if TYPE_CHECKING:
+    from steward.workspace import Workspace
+
+__all__ = ["load_runtime", "model_aliases", "promote_version", "resolve_version", "schema_of"]
+
+logger = logging.getLogger(__name__)
+
+
+def _unavailable(exc: Exception, what: str) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"model registry unreachable while {what}: {exc}", hint="check storage.tracking_uri and that its database is up"
+    )
+
+
+def resolve_version(ws: Workspace, name: str, alias: str) -> str | None:
+    """The version ``alias`` points at, or None when the alias (or model) is not set.
+
+    Raises:
+        BackendUnavailable: the tracking database cannot be reached.
+    """
+    from steward.registry import get_alias_version
+
+    try:
+        version = get_alias_version(ws, name, alias)
+    except StewardError:
+        raise
+    except Exception as exc:
+        raise _unavailable(exc, f"resolving {name}@{alias}") from exc
+    return None if version is None else str(version)
+
+
+def model_aliases(ws: Workspace, name: str) -> dict[str, str]:
+    """Alias → version for one registered model (empty when the model does not exist)."""
+    from steward.training import tracking
+
+    try:
+        rm = tracking.client(ws).get_registered_model(name)
+    except Exception as exc:
+        if "not found" in str(exc).lower() or "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")):
+            return {}
+        raise _unavailable(exc, f"reading {name}") from exc
+    return {str(k): str(v) for k, v in (rm.aliases or {}).items()}
+
+
+def promote_version(
+    ws: Workspace, name: str, version: str, *, actor: str | None = None, reason: str = "rollout completed", force: bool = False
+) -> None:
+    """Make ``version`` the champion through the registry (old champion → ``previous``; the gate applies unless ``force``)."""
+    from steward.registry import promote
+
+    promote(ws, name, int(version), reason=reason, actor=actor, force=force)
+
+
+def schema_of(model: Any, info: Any) -> InputSchema:
+    """The input schema: Steward's stored feature encoding, else the MLflow signature, else the model's feature names."""
+    meta = (getattr(info, "metadata", None) or {}).get("steward") or {}
+    encoding = meta.get("encoding")
+    if encoding:
+        return InputSchema.from_encoding(encoding)
+    signature = getattr(info, "signature", None)
+    return InputSchema.from_mlflow_signature(signature) if signature is not None else InputSchema(())
+
+
+def load_runtime(ws: Workspace, name: str, ref: str, *, entity_keys: list[str] | None = None) -> NativeRuntime:
+    """Load ``name@ref`` (an alias or a version number) natively, after its artifact hashes are verified.
+
+    Raises:
+        NotFound: no such model, alias or version.
+        DataError: the artifacts do not match their manifest (``registry.artifact_mismatch``).
+        BackendUnavailable: the registry cannot be reached.
+    """
+    from steward.registry import load_verified_model
+    from steward.registry import resolve_version as registry_resolve
+
+    try:
+        version = registry_resolve(ws, name, ref)
+        model, info = load_verified_model(ws, name, version)
+    except StewardError:
+        raise
+    except Exception as exc:
+        raise _unavailable(exc, f"loading {name}@{ref}") from exc
+    rt = NativeRuntime(model, name, str(version), schema_of(model, info), info)
+    if entity_keys:
+        rt.schema = rt.schema.with_extra(entity_keys)
+        rt.feature_names = rt.schema.names
+    logger.info("loaded %s v%s (%s, %d features)", name, version, rt.flavor, len(rt.feature_names))
+    return rt

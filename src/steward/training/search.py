@@ -1,0 +1,162 @@
+"""Hyperparameter search: Optuna in-process, or the same Optuna search driven by Ray Tune.
+
+Both engines score a trial by fitting on the earlier part of the training
+period and evaluating on its later part (an inner time split), so the
+validation set stays untouched until the final model is scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
+
+from steward.errors import SpecError
+from steward.spec import SearchParamSpec, SearchSpec
+from steward.training.estimators import EstimatorRef, fit, predict_proba
+from steward.training.metrics import HIGHER_IS_BETTER, compute_metrics
+
+__all__ = ["SearchData", "SearchResult", "run_search"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchData:
+    """What every trial needs: the estimator, fixed params and the inner split."""
+
+    ref: EstimatorRef
+    base_params: dict[str, Any]
+    seed: int
+    metric: str
+    categorical: list[str]
+    x_fit: pd.DataFrame
+    y_fit: np.ndarray
+    x_val: pd.DataFrame
+    y_val: np.ndarray
+
+
+@dataclass
+class SearchResult:
+    """Best params found, their inner-validation score and every trial."""
+
+    engine: str
+    best_params: dict[str, Any]
+    best_score: float
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _score(data: SearchData, params: dict[str, Any]) -> float:
+    model = fit(data.ref, {**data.base_params, **params}, data.seed, data.x_fit, data.y_fit, data.categorical)
+    value = compute_metrics(data.y_val, predict_proba(model, data.x_val))[data.metric]
+    if value is None:
+        # undefined metric (e.g. a single class in the inner split): the worst score
+        return -np.inf if HIGHER_IS_BETTER[data.metric] else np.inf
+    return float(value)
+
+
+def _distributions(space: dict[str, SearchParamSpec]) -> dict[str, Any]:
+    import optuna
+
+    out: dict[str, Any] = {}
+    for name, p in space.items():
+        if p.type == "categorical" or p.choices is not None:
+            if not p.choices:
+                raise SpecError(f"model.search.space.{name}: a categorical parameter needs 'choices'", hint="add choices: [a, b]")
+            out[name] = optuna.distributions.CategoricalDistribution(p.choices)
+            continue
+        if p.low is None or p.high is None or p.low > p.high:
+            raise SpecError(f"model.search.space.{name}: needs low <= high", hint="e.g. {low: 0.01, high: 0.3, log: true}")
+        if p.type == "int":
+            out[name] = optuna.distributions.IntDistribution(int(p.low), int(p.high), log=p.log)
+        else:
+            out[name] = optuna.distributions.FloatDistribution(float(p.low), float(p.high), log=p.log)
+    return out
+
+
+def run_search(search: SearchSpec, data: SearchData, *, storage_dir: Path) -> SearchResult:
+    """Run ``search.n_trials`` trials on ``search.engine`` and return the best params.
+
+    Raises:
+        SpecError: the search space is empty or malformed.
+    """
+    if not search.space:
+        raise SpecError("model.search.n_trials > 0 but model.search.space is empty", hint="add parameters under model.search.space")
+    dists = _distributions(search.space)
+    if search.engine == "ray":
+        return _ray_search(search, data, dists, storage_dir)
+    return _optuna_search(search, data, dists)
+
+
+def _optuna_search(search: SearchSpec, data: SearchData, dists: dict[str, Any]) -> SearchResult:
+    import optuna
+
+    study = optuna.create_study(
+        direction="maximize" if HIGHER_IS_BETTER[data.metric] else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=data.seed),
+    )
+
+    def objective(trial: Any) -> float:
+        params = {name: _suggest(trial, name, dist) for name, dist in dists.items()}
+        return _score(data, params)
+
+    study.optimize(objective, n_trials=search.n_trials, timeout=search.timeout_seconds)
+    trials = [{"number": t.number, "params": t.params, "score": t.value} for t in study.trials]
+    return SearchResult("optuna", dict(study.best_params), float(study.best_value), trials)
+
+
+def _suggest(trial: Any, name: str, dist: Any) -> Any:
+    import optuna
+
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, optuna.distributions.IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+
+
+def _ray_trainable(config: dict[str, Any], data: SearchData) -> None:
+    from ray import tune
+
+    tune.report({"score": _score(data, dict(config))})
+
+
+def _ray_search(search: SearchSpec, data: SearchData, dists: dict[str, Any], storage_dir: Path) -> SearchResult:
+    import ray
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    if not ray.is_initialized():
+        # a local Ray, sized for one search, without the dashboard
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    mode = "max" if HIGHER_IS_BETTER[data.metric] else "min"
+    searcher = OptunaSearch(space=dists, metric="score", mode=mode, seed=data.seed)
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    tuner = tune.Tuner(
+        tune.with_parameters(_ray_trainable, data=data),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=search.n_trials,
+            max_concurrent_trials=1,
+            reuse_actors=True,  # one worker process for every trial: imports are paid once
+            time_budget_s=search.timeout_seconds,
+        ),
+        run_config=tune.RunConfig(storage_path=str(storage_dir.resolve()), name=f"search-{uuid.uuid4().hex[:8]}", verbose=0),
+    )
+    grid = tuner.fit()
+    trials: list[dict[str, Any]] = []
+    for i in range(len(grid)):
+        res: Any = grid[i]
+        if res.error is None and res.metrics and "score" in res.metrics:
+            trials.append({"number": i, "params": {k: res.config[k] for k in dists}, "score": float(res.metrics["score"])})
+    if not trials:
+        raise SpecError(
+            "the Ray Tune search produced no successful trial", code="training.search_failed", hint="run with -v to see trial errors"
+        )
+    best = (max if mode == "max" else min)(trials, key=lambda t: float(t["score"]))
+    return SearchResult("ray", dict(best["params"]), float(best["score"]), trials)
