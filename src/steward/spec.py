@@ -513,6 +513,19 @@ class MonitorWindowSpec(_Strict):
     size: str | int = "1d"
 
 
+class MonitorScheduleSpec(_Strict):
+    """The monitor that runs inside ``steward serve``.
+
+    Attributes:
+        enabled: Evaluate the policies in the background while serving (``steward serve --no-monitor`` turns it off).
+        interval_s: Seconds between passes. With several replicas, a metadata-store lock makes one of them evaluate
+            each model per interval.
+    """
+
+    enabled: bool = True
+    interval_s: float = Field(default=300.0, ge=1.0)
+
+
 class MonitorPolicySpec(_Strict):
     """One detector paired with a threshold and an action.
 
@@ -599,6 +612,7 @@ class MonitoringSpec(_Strict):
         slos: Service-level objectives.
         labels: Delayed ground truth.
         slices: Columns to compute per-slice performance on.
+        schedule: The background monitor inside ``steward serve``.
     """
 
     table: str = "logs.predictions"
@@ -612,6 +626,7 @@ class MonitoringSpec(_Strict):
     slos: list[SloSpec] = Field(default_factory=list)
     labels: LabelsSpec | None = None
     slices: list[str] = Field(default_factory=list)
+    schedule: MonitorScheduleSpec = Field(default_factory=MonitorScheduleSpec)
 
 
 class ProviderSpec(_Strict):

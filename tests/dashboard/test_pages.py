@@ -252,6 +252,7 @@ async def test_login_sets_strict_httponly_cookie_and_logout_clears_it(client: ht
     assert good.status_code == 303 and good.headers["location"] == "/drift"
     cookie = good.headers["set-cookie"]
     assert f"{COOKIE}=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert VIEWER_KEY not in cookie  # the browser holds a signed session token, never the key
     page = await client.get("/drift")  # the client keeps the cookie
     assert page.status_code == 200 and "dash-viewer · viewer" in page.text
     out = await client.post("/logout")

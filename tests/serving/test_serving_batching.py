@@ -73,6 +73,37 @@ async def test_a_late_companion_joins_the_batch_within_max_wait() -> None:
     await b.aclose()
 
 
+async def test_close_while_the_collector_holds_a_batch_still_answers_it() -> None:
+    # The collector has taken a request off the queue and waits for a companion that is still
+    # inside its handler; the queue is empty and nothing is in flight. Closing now (a model
+    # swap) must not cancel the collector with that request in hand: it would hang forever.
+    b = MicroBatcher(lambda x: x[:, 0] * 3, max_batch_size=64, max_wait_ms=150)
+    with b.expect(), b.expect():
+        task = asyncio.create_task(b.submit(np.ones((1, 2))))
+        await asyncio.sleep(0.02)  # the collector now holds the request and waits for company
+        assert b._queue is not None and b._queue.empty() and not b._inflight_batches
+        await b.aclose(drain_timeout_s=2.0)
+        out = await asyncio.wait_for(task, 2.0)
+    assert float(out[0]) == 3.0
+
+
+async def test_requests_still_unanswered_at_the_close_deadline_fail_instead_of_hanging() -> None:
+    gate = threading.Event()
+
+    def stuck(x: np.ndarray) -> np.ndarray:
+        gate.wait(5)
+        return x[:, 0]
+
+    b = MicroBatcher(stuck, max_batch_size=64, max_wait_ms=200)
+    with b.expect(), b.expect():
+        held = asyncio.create_task(b.submit(np.ones((1, 2))))
+        await asyncio.sleep(0.02)
+        await b.aclose(drain_timeout_s=0.05)  # shorter than the collector's wait: it is cancelled holding the request
+    with pytest.raises(RuntimeError, match="batcher closed"):
+        await asyncio.wait_for(held, 2.0)
+    gate.set()
+
+
 async def test_errors_reach_every_caller_of_the_batch() -> None:
     def boom(x: np.ndarray) -> np.ndarray:
         raise ValueError("bad model")

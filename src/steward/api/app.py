@@ -29,6 +29,7 @@ ROUTER_MODULES = (
     "routes_health",
     "routes_models",
     "routes_admin",
+    "routes_monitor",
     "routes_llm",
     "routes_rag",
     "routes_agent",

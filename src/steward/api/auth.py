@@ -16,11 +16,13 @@ whose role is too low: 403.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +110,59 @@ class ApiKeys:
                 f"key {principal.name!r} has role {principal.role}; this needs {role}", hint=f"use a key with role {role} or higher"
             )
         return principal
+
+    # -- browser sessions ---------------------------------------------------------------------
+    def _session_secret(self) -> bytes:
+        # STEWARD_SESSION_SECRET when set; otherwise derived from the key digests, so every worker
+        # and replica with the same keys agrees on it without configuration, and rotating the keys
+        # ends every session. The digests are only as public as the keys themselves.
+        env = os.environ.get("STEWARD_SESSION_SECRET")
+        if env:
+            return hashlib.sha256(env.encode()).digest()
+        h = hashlib.sha256(b"steward-dashboard-session\0")
+        for digest, principal in sorted(self._keys, key=lambda kp: kp[0]):
+            h.update(digest + principal.name.encode() + b"\0" + principal.role.encode() + b"\0")
+        return h.digest()
+
+    def issue_session(self, key: str, *, ttl_s: float = 12 * 3600, now: float | None = None) -> str | None:
+        """A signed, expiring session token for a valid key (the browser keeps this, never the key).
+
+        The token names the principal and a fingerprint of its key, so it stops working when that
+        key is removed, and carries its expiry; it is ``payload.signature`` in URL-safe base64 with
+        an HMAC-SHA256 signature. Returns None for an unknown key.
+        """
+        principal = self.identify(key)
+        if principal is None:
+            return None
+        payload = {
+            "n": principal.name,
+            "r": principal.role,
+            "k": _digest(key).hex()[:16],
+            "e": int((now if now is not None else time.time()) + ttl_s),
+        }
+        body = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).rstrip(b"=")
+        sig = base64.urlsafe_b64encode(hmac.new(self._session_secret(), body, hashlib.sha256).digest()).rstrip(b"=")
+        return (body + b"." + sig).decode()
+
+    def session_principal(self, token: str | None, *, now: float | None = None) -> Principal | None:
+        """The principal of a session token from :meth:`issue_session`, or None if forged, expired or its key is gone."""
+        if not token or token.count(".") != 1:
+            return None
+        body, _, sig = token.encode().partition(b".")
+        want = base64.urlsafe_b64encode(hmac.new(self._session_secret(), body, hashlib.sha256).digest()).rstrip(b"=")
+        if not hmac.compare_digest(sig, want):
+            return None
+        try:
+            payload = json.loads(base64.urlsafe_b64decode(body + b"=" * (-len(body) % 4)))
+            name, role, fingerprint, expires = str(payload["n"]), str(payload["r"]), str(payload["k"]), int(payload["e"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        if expires < (now if now is not None else time.time()):
+            return None
+        for digest, principal in self._keys:
+            if digest.hex()[:16] == fingerprint and principal.name == name and principal.role == role:
+                return principal
+        return None
 
 
 def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:

@@ -4,7 +4,8 @@ Pages (``viewer`` role): ``/`` overview, ``/models``, ``/models/{name}``, ``/rol
 ``/drift``, ``/performance``, ``/audit``, ``/llm``, ``/traces``. A script or
 ``curl`` sends ``Authorization: Bearer KEY`` (or ``X-API-Key``); a browser signs in
 at ``/login``, which checks the key through :mod:`steward.api.auth` (constant
-time) and keeps it in an HttpOnly, SameSite=Strict cookie. A page request without
+time) and keeps a signed, expiring session token (never the key itself) in an
+HttpOnly, SameSite=Strict cookie. A page request without
 any credentials is redirected to ``/login``; a wrong key in a header gets 401.
 Static files (CSS and a tiny script) are served from ``/dashboard/static``.
 """
@@ -32,6 +33,7 @@ __all__ = ["COOKIE", "router", "setup"]
 logger = logging.getLogger(__name__)
 
 COOKIE = "steward_dashboard"
+SESSION_TTL_S = 12 * 3600
 STATIC_PATH = "/dashboard/static"
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
@@ -85,7 +87,7 @@ def viewer(request: Request) -> Principal:
     keys = _keys(request)
     if not keys.required or _has_header_key(request):
         return keys.check(request, "viewer")
-    principal = keys.identify(request.cookies.get(COOKIE))
+    principal = keys.session_principal(request.cookies.get(COOKIE))
     if principal is None or ROLES[principal.role] < ROLES["viewer"]:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target)
@@ -179,19 +181,21 @@ async def login(request: Request) -> Response:
     form = await request.form()
     key = str(form.get("key") or "").strip()
     next_path = _safe_next(str(form.get("next") or "/"))
-    principal = _keys(request).identify(key)
-    if principal is None:
+    keys = _keys(request)
+    principal = keys.identify(key)
+    token = keys.issue_session(key, ttl_s=SESSION_TTL_S) if principal is not None else None
+    if principal is None or token is None:
         logger.info("dashboard sign-in refused from %s", request.client.host if request.client else "?")
         return render(request, "login.html", status_code=401, next=next_path, error="That key is not valid.")
     resp = RedirectResponse(next_path, status_code=303)
     resp.set_cookie(
         COOKIE,
-        key,
+        token,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
         path="/",
-        max_age=12 * 3600,
+        max_age=SESSION_TTL_S,
     )
     logger.info("dashboard sign-in: %s (%s)", principal.name, principal.role)
     return resp

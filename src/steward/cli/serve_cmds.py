@@ -35,6 +35,8 @@ def _apply_overrides(ws: Any, overrides: dict[str, Any]) -> None:
         serving.poll_interval_s = float(overrides["poll_interval_s"])
     if overrides.get("access_log") is not None:
         serving.access_log = bool(overrides["access_log"])
+    if overrides.get("monitor") is not None:
+        ws.spec.monitoring.schedule.enabled = bool(overrides["monitor"])
 
 
 def app_factory() -> FastAPI:
@@ -44,7 +46,7 @@ def app_factory() -> FastAPI:
 
     ws = open_workspace(os.environ.get("STEWARD_SPEC"))
     _apply_overrides(ws, json.loads(os.environ.get(_OVERRIDES_ENV, "{}")))
-    return create_app(ws)
+    return create_app(ws, monitor_schedule=ws.spec.monitoring.schedule.enabled)
 
 
 def serve(
@@ -58,6 +60,10 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes (each loads the models).")] = 1,
     json_logs: Annotated[bool, typer.Option("--json-logs/--plain-logs", help="JSON log lines with request ids.")] = True,
     access_log: Annotated[bool | None, typer.Option("--access-log/--no-access-log", help="One log line per request.")] = None,
+    monitor: Annotated[
+        bool | None,
+        typer.Option("--monitor/--no-monitor", help="Evaluate the monitoring policies in the background (default: monitoring.schedule)."),
+    ] = None,
     switch_interval_ms: Annotated[
         float, typer.Option(min=0.05, help="Python GIL switch interval: the event loop waits at most this long for a busy worker thread.")
     ] = 0.5,
@@ -80,7 +86,7 @@ def serve(
         from steward.observability.logging import configure_json_logging
 
         configure_json_logging(level)
-    overrides = {"models": model or [], "poll_interval_s": poll_interval, "access_log": access_log}
+    overrides = {"models": model or [], "poll_interval_s": poll_interval, "access_log": access_log, "monitor": monitor}
     log_config = None if json_logs else uvicorn.config.LOGGING_CONFIG
     # uvloop + httptools (both installed with the serve extra; "auto" only when missing), no uvicorn access
     # log (ours is in the serving middleware, sampled/off), no Server/Date headers built per response
@@ -109,7 +115,8 @@ def serve(
     ws = workspace()
     _apply_overrides(ws, overrides)
     logging.getLogger("steward").setLevel(level)
-    uvicorn.run(create_app(ws), host=host, port=port, workers=1, log_level=log_level, log_config=log_config, **fast)
+    app = create_app(ws, monitor_schedule=ws.spec.monitoring.schedule.enabled)
+    uvicorn.run(app, host=host, port=port, workers=1, log_level=log_level, log_config=log_config, **fast)
 
 
 def register(app: typer.Typer) -> None:

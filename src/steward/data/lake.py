@@ -229,10 +229,25 @@ class Lake:
             meta["steward.batch_id"] = batch_id
         return CommitProperties(custom_metadata=meta)
 
-    def _record(self, ref: TableRef, version: int, run_id: str | None, batch_id: str | None, operation: str, rows: int) -> None:
+    def _record(
+        self, ref: TableRef, version: int, run_id: str | None, batch_id: str | None, operation: str, rows: int, *, appended: bool = False
+    ) -> None:
         if self.metadata is None:
             return
-        total = self.count(ref.at(version))
+        total: int | None = None
+        if appended:
+            # An append adds exactly ``rows``: carry the previous commit's total forward instead of
+            # re-counting the table, whose cost grows with every commit (the prediction log commits
+            # several times a second).
+            prev = self.metadata.fetchone(
+                "SELECT total_rows FROM table_commits WHERE table_name = ? AND version = ?", (ref.table, version - 1)
+            )
+            if prev is not None and prev["total_rows"] is not None:
+                total = int(prev["total_rows"]) + rows
+            elif version == 0:
+                total = rows
+        if total is None:
+            total = self.count(ref.at(version))
         self.metadata.execute(
             "INSERT INTO table_commits (table_name, version, run_id, batch_id, operation, rows_written, total_rows, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (table_name, version) DO NOTHING",
@@ -289,7 +304,7 @@ class Lake:
             what=f"write {r.table}",
         )
         version = self.version(r)
-        self._record(r, version, run_id, batch_id, op, tbl.num_rows)
+        self._record(r, version, run_id, batch_id, op, tbl.num_rows, appended=mode == "append")
         return version
 
     def merge_insert(
@@ -337,5 +352,5 @@ class Lake:
         inserted = int(metrics.get("num_target_rows_inserted", 0))
         version = self.version(r)
         if inserted:
-            self._record(r, version, run_id, batch_id, operation, inserted)
+            self._record(r, version, run_id, batch_id, operation, inserted, appended=True)
         return version, inserted

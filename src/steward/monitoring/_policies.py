@@ -711,6 +711,7 @@ class MonitorScheduler:
         interval_s: Seconds between passes.
         models: Models to watch (default: every model in the prediction log).
         on_verdict: Called with each verdict (e.g. the loop's controller).
+        registry: Prometheus registry for the drift and SLO gauges (the server's, so ``/metrics`` shows them).
     """
 
     def __init__(
@@ -720,8 +721,12 @@ class MonitorScheduler:
         interval_s: float = 300.0,
         models: list[str] | None = None,
         on_verdict: Callable[[MonitorVerdict], None] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.ws = ws
+        self.registry = registry
+        self.last_pass_at: str | None = None
+        self.last_verdicts: dict[str, dict[str, Any]] = {}
         self.interval_s = interval_s
         self.models = models
         self.on_verdict = on_verdict
@@ -739,14 +744,23 @@ class MonitorScheduler:
             if not self.ws.metadata.try_lock(lock, self.owner, max(self.interval_s, 1.0)):
                 continue
             try:
-                verdict = evaluate_policies(self.ws, model)
+                verdict = evaluate_policies(self.ws, model, registry=self.registry)
                 out.append(verdict)
+                self.last_verdicts[model] = {
+                    "verdict_id": verdict.verdict_id,
+                    "version": verdict.version,
+                    "status": verdict.status,
+                    "rows": verdict.n_rows,
+                    "actions": [a.action for a in verdict.actions],
+                    "at": verdict.created_at,
+                }
                 if self.on_verdict is not None:
                     self.on_verdict(verdict)
             except Exception as exc:  # a background loop must survive one model's failure
                 self.last_error = f"{model}: {exc}"
                 logger.exception("monitor pass for %s failed", model)
         self.passes += 1
+        self.last_pass_at = datetime.now(UTC).isoformat()
         return out
 
     def _loop(self) -> None:

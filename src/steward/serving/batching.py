@@ -85,6 +85,8 @@ class MicroBatcher:
         self._submitted = 0  # requests submitted and not yet answered
         self._inflight_batches = 0
         self._closed = False
+        # the batch the collector has taken off the queue and not yet handed to the worker
+        self._holding: list[tuple[np.ndarray, asyncio.Future[np.ndarray], float]] = []
         self.inline_calls = 0
         self.stats = BatchStats()
 
@@ -155,7 +157,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             first = await queue.get()
-            batch = [first]
+            batch = self._holding = [first]
             n = len(first[0])
             deadline = first[2] + self.max_wait_s
             while n < self.max_batch_size:
@@ -179,6 +181,7 @@ class MicroBatcher:
             matrix = batch[0][0] if len(batch) == 1 else np.concatenate([b[0] for b in batch])
             self._inflight_batches += 1
             fut = loop.run_in_executor(self._executor, self._predict, matrix)
+            self._holding = []
             fut.add_done_callback(lambda f, b=batch: self._deliver(f, b))  # type: ignore[misc]
             self._count(n)
 
@@ -200,13 +203,27 @@ class MicroBatcher:
             start = end
 
     async def aclose(self, drain_timeout_s: float = 10.0) -> None:
-        """Stop after every queued request is answered (no request is dropped on a model swap)."""
+        """Stop after every submitted request is answered (no request is dropped on a model swap).
+
+        Waits on the count of submitted-but-unanswered requests rather than the queue: the
+        collector may hold a batch it has taken off the queue and not yet dispatched, and
+        cancelling it then would strand those callers forever. Whatever is still unanswered
+        at the deadline fails with an error instead of hanging.
+        """
         self._closed = True
         deadline = time.monotonic() + drain_timeout_s
-        while self._queue is not None and (not self._queue.empty() or self._inflight_batches) and time.monotonic() < deadline:
+        while (self._submitted > 0 or self._inflight_batches) and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        stranded = list(self._holding)
+        self._holding.clear()
+        if self._queue is not None:
+            while not self._queue.empty():
+                stranded.append(self._queue.get_nowait())
+        for _, f, _ in stranded:
+            if not f.done():
+                f.set_exception(RuntimeError("batcher closed before this request was answered"))
         self._executor.shutdown(wait=False, cancel_futures=False)
