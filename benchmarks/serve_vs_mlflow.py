@@ -327,6 +327,7 @@ def main() -> None:
             "--log-level",
             "warning",
             "--no-access-log",
+            "--no-monitor",  # MLflow has no monitor: measure serving alone
         ]
         mlog, slog = tmp / "mlflow.log", tmp / "steward.log"
         with mlog.open("wb") as fh:

@@ -306,7 +306,21 @@ def _start_server(ws: Any, reporter: DemoReporter) -> _Server:
     port = int(os.environ.get("STEWARD_DEMO_PORT") or _free_port())
     log_path = ws.root / "serve.log"
     log = log_path.open("ab")
-    cmd = [sys.executable, "-m", "steward", "--spec", str(ws.spec.spec_path), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    # --no-monitor: the demo replays 2013 day by day and judges each replayed window itself; the
+    # server's own monitor would judge by today's clock
+    cmd = [
+        sys.executable,
+        "-m",
+        "steward",
+        "--spec",
+        str(ws.spec.spec_path),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-monitor",
+    ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
