@@ -588,12 +588,29 @@ class LabelsSpec(_Strict):
         join: Join keys present in both the logged features and ``source`` (empty: join on ``request_id``).
         expr: SQL expression over ``source`` giving the label (``arr_delay >= 15``); default column ``label``.
         delay: How long labels take to arrive; younger predictions are not judged yet.
+        match: ``exact`` (one label per join key) or ``asof``: ``join`` names an entity (a customer, a
+            route) with many outcomes over time, and each prediction takes the outcome of its entity
+            nearest in time (see ``direction``) within ``tolerance``.
+        time_column: The outcome's time in ``source`` (``asof`` only).
+        direction: ``forward`` (the first outcome at or after the prediction: what it predicted),
+            ``backward`` (the latest outcome before it) or ``nearest``.
+        tolerance: The longest gap between a prediction and its outcome (``asof`` only).
     """
 
     source: str = "logs.labels"
     join: list[str] = Field(default_factory=list)
     expr: str | None = None
     delay: str = "1d"
+    match: Literal["exact", "asof"] = "exact"
+    time_column: str | None = None
+    direction: Literal["forward", "backward", "nearest"] = "forward"
+    tolerance: str = "7d"
+
+    @model_validator(mode="after")
+    def _asof_needs_entity_and_time(self) -> LabelsSpec:
+        if self.match == "asof" and (not self.time_column or not self.join):
+            raise ValueError("monitoring.labels with match: asof needs join (the entity keys) and time_column (the outcome's time)")
+        return self
 
 
 class MonitoringSpec(_Strict):

@@ -80,3 +80,70 @@ def test_concept_drift_shows_as_quality_drop_with_stable_inputs() -> None:
     perf = performance_by_window(joined, size="1d").filter(pl.col("slice") == "all")
     aucs = perf.get_column("roc_auc").to_list()
     assert aucs[0] > 0.7 and aucs[1] < 0.3
+
+
+def test_asof_join_takes_each_entitys_next_outcome_within_tolerance() -> None:
+    t0 = datetime(2024, 3, 1, tzinfo=UTC)
+    h = timedelta(hours=1)
+    preds = pl.DataFrame(
+        {
+            "request_id": ["p1", "p2", "p3", "p4", "p5"],
+            "customer": [7, 7, 7, 9, 11],
+            "ts": [t0, t0 + 5 * h, t0 + 30 * h, t0 + h, t0],
+            "prediction": [0.8, 0.3, 0.6, 0.9, 0.5],
+        }
+    ).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
+    # customer 7 churned at +2h, came back, and was fine at +10h; 9's outcome is 3 days later; 11 has none.
+    # The outcome times are naive (UTC) in the source table; the keys are a narrower integer type.
+    labels = pl.DataFrame(
+        {
+            "customer": pl.Series([7, 7, 9], dtype=pl.Int32),
+            "label": [1, 0, 1],
+            "label_ts": [datetime(2024, 3, 1, 2), datetime(2024, 3, 1, 10), datetime(2024, 3, 4, 1)],
+        }
+    )
+    labels = labels.with_columns(pl.col("label_ts").dt.replace_time_zone("UTC"))
+    joined = join_labels(preds, labels, on=["customer"], asof=("forward", "1d")).sort("request_id")
+    # p1 → the churn at +2h; p2 → the recovery at +10h; p3 (+30h) has no later outcome; p4's is > 1 day away
+    assert dict(zip(joined["request_id"], joined["label"], strict=True)) == {"p1": 1, "p2": 0}
+    back = join_labels(preds, labels, on=["customer"], asof=("backward", "1d")).sort("request_id")
+    assert dict(zip(back["request_id"], back["label"], strict=True)) == {"p2": 1, "p3": 0}
+
+
+def test_asof_labels_from_the_lake_drive_window_performance(monitor_ws: Workspace) -> None:
+    from monitor_helpers import write_log
+
+    from steward.monitoring import evaluate_policies
+
+    # one outcome per (carrier, origin) per hour, an hour after the flights it judges
+    frame = flights_like(600, seed=31, start=NOW - timedelta(hours=22), span=timedelta(hours=20))
+    write_log(monitor_ws, frame)
+    outcomes = (
+        frame.with_columns(pl.col("ts").dt.truncate("1h").alias("hour"))
+        .group_by(["carrier", "origin", "hour"])
+        .agg((pl.col("late").mean() >= 0.5).cast(pl.Int8).alias("label"))
+        .with_columns((pl.col("hour") + pl.duration(hours=1)).dt.replace_time_zone(None).alias("outcome_at"))
+        .drop("hour")
+    )
+    monitor_ws.lake.write("silver.outcomes", outcomes)
+    monitor_ws.spec.monitoring.labels = LabelsSpec(
+        source="silver.outcomes", join=["carrier", "origin"], match="asof", time_column="outcome_at", tolerance="2h", delay="0s"
+    )
+    labels = load_labels(monitor_ws, monitor_ws.spec.monitoring.labels, keys=["carrier", "origin"])
+    assert labels.height == outcomes.height and labels["label_ts"].dtype == pl.Datetime("us", "UTC")
+    verdict = evaluate_policies(monitor_ws, "flights", now=NOW, record=False, notify=False)
+    perf = verdict.details["performance"]["all"]
+    # every prediction found the outcome of its own (carrier, origin, hour) group, the one an hour later
+    expected = frame.with_columns(pl.col("ts").dt.truncate("1h").alias("hour")).join(
+        outcomes.with_columns((pl.col("outcome_at") - pl.duration(hours=1)).dt.replace_time_zone("UTC").alias("hour")),
+        on=["carrier", "origin", "hour"],
+    )
+    assert perf["n"] == 600 == expected.height
+    assert perf["roc_auc"] == pytest.approx(roc_auc_score(expected["label"].to_numpy(), expected["score"].to_numpy()))
+
+
+def test_asof_needs_entity_keys_and_an_outcome_time() -> None:
+    with pytest.raises(ValueError, match="time_column"):
+        LabelsSpec(source="silver.outcomes", join=["customer"], match="asof")
+    with pytest.raises(ValueError, match="join"):
+        LabelsSpec(source="silver.outcomes", time_column="at", match="asof")

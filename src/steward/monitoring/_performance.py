@@ -105,6 +105,14 @@ def load_labels(ws: Workspace, spec: LabelsSpec, *, keys: list[str] | None = Non
     if missing:
         raise ValidationFailed(f"{spec.source} lacks join keys {missing}", hint="fix monitoring.labels.join")
     cols = [*[pl.col(k) for k in join], label_expr.cast(pl.Int8).alias(LABEL)]
+    if spec.match == "asof":
+        assert spec.time_column is not None  # the spec validator guarantees it
+        if spec.time_column not in names:
+            raise ValidationFailed(f"{spec.source} has no column {spec.time_column!r}", hint="fix monitoring.labels.time_column")
+        # an entity has many outcomes over time: keep them all, ordered, for the as-of join
+        cols.append(_as_utc(pl.col(spec.time_column), lf.collect_schema()[spec.time_column]).alias("label_ts"))
+        out = lf.select(cols).filter(pl.col(LABEL).is_not_null() & pl.col("label_ts").is_not_null()).collect()
+        return out.sort("label_ts")
     if "ts" in names and "ts" not in join:
         cols.append(pl.col("ts").alias("label_ts"))
     out = lf.select(cols).filter(pl.col(LABEL).is_not_null()).collect()
@@ -114,6 +122,16 @@ def load_labels(ws: Workspace, spec: LabelsSpec, *, keys: list[str] | None = Non
     return out.unique(subset=join, keep="last", maintain_order=True)
 
 
+def _as_utc(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A datetime (naive = UTC), date or ISO string column as ``Datetime(us, UTC)``, so both sides of an as-of join compare."""
+    if isinstance(dtype, pl.Datetime):
+        e = expr.dt.cast_time_unit("us")
+        return e.dt.replace_time_zone("UTC") if dtype.time_zone is None else e.dt.convert_time_zone("UTC")
+    if dtype == pl.Date:
+        return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    return expr.str.to_datetime(time_unit="us", time_zone="UTC")
+
+
 def join_labels(
     predictions: pl.DataFrame,
     labels: pl.DataFrame,
@@ -121,6 +139,7 @@ def join_labels(
     on: list[str] | None = None,
     now: datetime | None = None,
     delay: str | None = None,
+    asof: tuple[str, str] | None = None,
 ) -> pl.DataFrame:
     """Inner-join logged predictions with their labels.
 
@@ -128,6 +147,9 @@ def join_labels(
         on: Join keys (default ``request_id``); keys may live inside a JSON ``features`` column.
         now, delay: When both are given, predictions younger than ``now - delay`` are left out:
             their labels may not have arrived yet, and judging them would bias the metrics.
+        asof: ``(direction, tolerance)``: ``on`` names an entity and ``labels`` has a ``label_ts``;
+            each prediction (by its ``ts``) takes its entity's outcome nearest in time in that
+            direction within the tolerance. Predictions without one are left out.
     """
     keys = list(on or ["request_id"])
     preds = decode_features(predictions, keys)
@@ -149,7 +171,25 @@ def join_labels(
         preds = preds.with_columns(casts_p)
         labels = labels.with_columns(casts_l)
     right = labels.drop([c for c in labels.columns if c in preds.columns and c not in keys])
-    return preds.join(right, on=keys, how="inner")
+    if asof is None:
+        return preds.join(right, on=keys, how="inner")
+    direction, tolerance = asof
+    if "ts" not in preds.columns or "label_ts" not in right.columns:
+        raise ValidationFailed(
+            "an as-of label join needs the prediction time (ts) and the outcome time", hint="set monitoring.labels.time_column"
+        )
+    left = preds.with_columns(_as_utc(pl.col("ts"), preds.schema["ts"]).alias("_pred_ts")).sort("_pred_ts")
+    right = right.sort("label_ts")
+    joined = left.join_asof(
+        right,
+        left_on="_pred_ts",
+        right_on="label_ts",
+        by=keys,
+        strategy=direction,  # type: ignore[arg-type]
+        tolerance=parse_duration(tolerance),
+        check_sortedness=False,
+    )
+    return joined.filter(pl.col(LABEL).is_not_null()).drop("_pred_ts")
 
 
 def performance_by_window(

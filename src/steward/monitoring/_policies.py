@@ -495,7 +495,8 @@ def _performance(
             logger.info("label table %s does not exist yet", mspec.labels.source)
             return {}, None
         raise
-    joined = join_labels(preds, labels, on=keys)
+    asof = (mspec.labels.direction, mspec.labels.tolerance) if mspec.labels.match == "asof" else None
+    joined = join_labels(preds, labels, on=keys, asof=asof)
     if joined.height == 0:
         return {}, None
     y = joined.get_column(LABEL).to_numpy()
