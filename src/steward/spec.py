@@ -397,13 +397,19 @@ class BatchingSpec(_Strict):
 
 
 class PredictionLogSpec(_Strict):
-    """Every prediction goes to the lake, in batched asynchronous writes that never block a response."""
+    """Every prediction goes to the lake, in batched asynchronous writes that never block a response.
+
+    Attributes:
+        compact_every: After this many writes, the writer compacts the day's partition into large files
+            (one commit; older versions stay readable); 0 turns it off.
+    """
 
     enabled: bool = True
     table: str = "logs.predictions"
     queue_size: int = Field(default=100_000, ge=1)
     flush_rows: int = Field(default=5_000, ge=1)
     flush_interval_s: float = Field(default=5.0, gt=0)
+    compact_every: int = Field(default=200, ge=0)
 
 
 class ShadowSpec(_Strict):

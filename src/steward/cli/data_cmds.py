@@ -1,4 +1,4 @@
-"""``steward ingest``, ``steward pipeline run``, ``steward data history`` and ``steward data quarantine``.
+"""``steward ingest``, ``steward pipeline run``, ``steward data history|compact|vacuum|quarantine``.
 
 Thin edge: parse options, call :mod:`steward.data`, render Rich tables. The
 library never prints; progress comes back through a callback.
@@ -225,6 +225,36 @@ def register(app: typer.Typer) -> None:
             rows,
             left=("operation", "run", "batch", "timestamp"),
         )
+
+    @data_app.command("compact")
+    def compact(table: Annotated[str, typer.Argument(help="Table, e.g. logs.predictions.")]) -> None:
+        """Rewrite a table's small files into large ones (one commit; every older version stays readable)."""
+        out = workspace().lake.compact(table)
+        console().print(f"{out['table']}@{out['version']}: {out['files_removed']} file(s) folded into {out['files_added']}")
+
+    @data_app.command("vacuum")
+    def vacuum(
+        table: Annotated[str, typer.Argument(help="Table, e.g. logs.predictions.")],
+        retention_hours: Annotated[int, typer.Option(min=0, help="Keep files removed from the table less than this long ago.")] = 168,
+        yes: Annotated[bool, typer.Option("--yes", help="Delete; without it, only list what would go.")] = False,
+        keep_pinned: Annotated[
+            bool, typer.Option("--keep-pinned/--no-keep-pinned", help="Keep every version a recorded run read (training sets).")
+        ] = True,
+    ) -> None:
+        """Delete data files old versions no longer need; versions pinned by recorded runs stay readable."""
+        ws = workspace()
+        out = ws.lake.vacuum(table, retention_hours=retention_hours, dry_run=not yes, keep_pinned=keep_pinned)
+        if yes:
+            ws.audit.append(
+                "data.vacuum",
+                f"table:{out['table']}",
+                details={"files_deleted": len(out["files"]), "retention_hours": retention_hours, "kept_versions": out["kept_versions"]},
+            )
+        kept = ", ".join(str(v) for v in out["kept_versions"]) or "none"
+        verb = "deleted" if yes else "would delete"
+        console().print(f"{out['table']}: {verb} {len(out['files'])} file(s); pinned versions kept: {kept}")
+        if not yes and out["files"]:
+            console().print("run again with --yes to delete them")
 
     @data_app.command("quarantine")
     def quarantine(

@@ -354,3 +354,71 @@ class Lake:
         if inserted:
             self._record(r, version, run_id, batch_id, operation, inserted, appended=True)
         return version, inserted
+
+    # -- maintenance ---------------------------------------------------------
+    def compact(
+        self, ref: TableRef | str, *, partition_filters: list[tuple[str, str, Any]] | None = None, target_size: int | None = None
+    ) -> dict[str, Any]:
+        """Rewrite small files into large ones as one commit; the rows and every older version stay readable.
+
+        Appending tables (the prediction log commits every few seconds) pile up small files,
+        and every later scan pays for each one. Returns the new version and the file counts.
+        """
+        r = ref if isinstance(ref, TableRef) else TableRef.parse(ref)
+        dt = self._table(r.table)
+        before = int(dt.version())
+        metrics = with_retries(
+            lambda: dt.optimize.compact(
+                partition_filters=partition_filters,  # type: ignore[arg-type]
+                target_size=target_size,
+                commit_properties=self._commit_properties(None, None, "compact"),
+            ),
+            what=f"compact {r.table}",
+        )
+        version = self.version(r)
+        if version != before:
+            self._record(r, version, None, None, "compact", 0, appended=True)
+        return {
+            "table": r.table,
+            "version": version,
+            "files_added": int(metrics.get("numFilesAdded", 0)),
+            "files_removed": int(metrics.get("numFilesRemoved", 0)),
+        }
+
+    def pinned_versions(self, ref: TableRef | str) -> list[int]:
+        """Versions of a table that a recorded run read (training sets, feature builds, pipeline runs)."""
+        if self.metadata is None:
+            return []
+        r = ref if isinstance(ref, TableRef) else TableRef.parse(ref)
+        rows = self.metadata.fetchall(
+            "SELECT DISTINCT table_ref FROM lineage WHERE direction = 'input' AND table_ref LIKE ?", (f"{r.table}@%",)
+        )
+        out = set()
+        for row in rows:
+            _, _, v = str(row["table_ref"]).rpartition("@")
+            if v.isdigit():
+                out.add(int(v))
+        return sorted(out)
+
+    def vacuum(self, ref: TableRef | str, *, retention_hours: int = 168, dry_run: bool = True, keep_pinned: bool = True) -> dict[str, Any]:
+        """Delete data files no longer needed by recent versions, keeping every version a recorded run pinned.
+
+        Args:
+            retention_hours: Files removed from the table longer ago than this may go (Delta's default: 7 days).
+            dry_run: Only list what would be deleted.
+            keep_pinned: Keep the files of every version in the lineage table, so pinned training sets
+                and ``steward reproduce`` keep working however old they are.
+        """
+        r = ref if isinstance(ref, TableRef) else TableRef.parse(ref)
+        dt = self._table(r.table)
+        keep = self.pinned_versions(r) if keep_pinned else []
+        files = with_retries(
+            lambda: dt.vacuum(
+                retention_hours=retention_hours,
+                dry_run=dry_run,
+                enforce_retention_duration=False,
+                keep_versions=keep or None,
+            ),
+            what=f"vacuum {r.table}",
+        )
+        return {"table": r.table, "dry_run": dry_run, "files": sorted(files), "kept_versions": keep}

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class PredictionLogger:
         on_written: Called with the number of records written (metrics).
         on_error: Called once per failed write (metrics).
         on_depth: Called with the queue depth (metrics).
+        compact_every: Compact the partition just written after this many writes (0: never).
+        compact: Compacts one ``_date`` partition; default: :meth:`Lake.compact` on ``table``.
     """
 
     _POLL_S = 0.02
@@ -82,6 +85,8 @@ class PredictionLogger:
         on_written: Callable[[int], None] | None = None,
         on_error: Callable[[], None] | None = None,
         on_depth: Callable[[int], None] | None = None,
+        compact_every: int = 0,
+        compact: Callable[[str], None] | None = None,
     ) -> None:
         if write is None:
             if lake is None:
@@ -91,7 +96,16 @@ class PredictionLogger:
             def write(tbl: Any) -> None:
                 lk.write(table, tbl, mode="append", partition_by=["_date"], operation="prediction_log")
 
+            if compact is None:
+
+                def compact(day: str) -> None:
+                    lk.compact(table, partition_filters=[("_date", "=", day)])
+
         self._write = write
+        self._compact = compact
+        self.compact_every = compact_every
+        self.compactions = 0
+        self._since_compact = 0
         self.table = table
         self.queue_size = queue_size
         self._queue: deque[PredictionRecord] = deque()
@@ -194,6 +208,17 @@ class PredictionLogger:
         self.written += len(batch)
         if self._on_written is not None:
             self._on_written(len(batch))
+        self._since_compact += 1
+        if self.compact_every and self._compact is not None and self._since_compact >= self.compact_every:
+            # every write is a small file, and every monitoring scan pays for each one: fold the day's
+            # files together now and then (in this thread, so requests never wait for it)
+            self._since_compact = 0
+            day = datetime.fromtimestamp(batch[-1].ts, UTC).strftime("%Y-%m-%d")
+            try:
+                self._compact(day)
+                self.compactions += 1
+            except Exception:
+                logger.exception("could not compact %s for %s (the log keeps working)", self.table, day)
 
 
 def _json_default(value: Any) -> Any:

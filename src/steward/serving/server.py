@@ -190,6 +190,7 @@ class ModelServer:
                 queue_size=cfg.queue_size,
                 flush_rows=cfg.flush_rows,
                 flush_interval_s=cfg.flush_interval_s,
+                compact_every=cfg.compact_every,
                 on_drop=m.log_dropped.inc,
                 on_written=m.log_written.inc,
                 on_error=m.log_errors.inc,

@@ -313,6 +313,12 @@ def train_model(
             }
         }
         info = log_native(ref, model, signature=signature, input_example=example, metadata=metadata)
+    # the pinned inputs also go to the lineage table: `steward data vacuum` keeps every version a run read,
+    # so `steward reproduce` keeps working after old files are cleaned up
+    from steward.data.runs import record_input
+
+    for inp in training_set.inputs:
+        record_input(ws.metadata, run_id, str(inp))
 
     version: int | None = None
     card_path: Path | None = None
