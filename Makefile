@@ -61,7 +61,7 @@ test: lint typecheck pytest demo-quick
 # Re-resolve and pin every dependency with sha256 hashes (needs the registries).
 lock:
 	rm -rf .venv-lock .lock-dists && $(PY) -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet -e '.[llm,ray,bench,dev]'
+	.venv-lock/bin/pip install --quiet -e '.[llm,ray,s3,bench,dev]'
 	.venv-lock/bin/pip freeze --all --exclude-editable | grep -v -E '^(steward|pip)==' > requirements.lock
 	.venv-lock/bin/pip download --quiet --no-deps -r requirements.lock -d .lock-dists
 	.venv-lock/bin/python tools/hash_lock.py requirements.lock .lock-dists

@@ -168,12 +168,24 @@ def steward_worker(case_dir: Path) -> dict[str, Any]:
 # -- driver -------------------------------------------------------------------------------------
 
 
+BENCH_LOCK = Path(__file__).resolve().parent / "requirements-evidently.lock"
+
+
 def ensure_bench_venv() -> Path:
+    """Create the Evidently environment from the hashed ``requirements-evidently.lock``; reuse it until the lock changes."""
+    import hashlib
+
     py = BENCH_VENV / "bin" / "python"
+    digest = hashlib.sha256(BENCH_LOCK.read_bytes()).hexdigest()
+    stamp = BENCH_VENV / ".lock-sha256"
+    if py.exists() and stamp.exists() and stamp.read_text().strip() == digest:
+        return py
+    print(f"creating {BENCH_VENV} from {BENCH_LOCK.name} (evidently 0.7.23, pandas<3; first run only) ...", flush=True)
     if not py.exists():
-        print(f"creating {BENCH_VENV} (evidently 0.7, pandas<3) ...", flush=True)
         subprocess.run(["python3.11", "-m", "venv", str(BENCH_VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "evidently==0.7.*", "pandas<3", "pyarrow"], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--require-hashes", "-r", str(BENCH_LOCK)], check=True)
+    # --no-deps: the lock is the complete, frozen set (pip's hash mode trips over extras like pandas[parquet])
+    stamp.write_text(digest)
     return py
 
 

@@ -117,13 +117,23 @@ def _percentiles(times: list[float]) -> dict[str, float]:
     return {"p50_ms": 1000 * s[len(s) // 2], "p99_ms": 1000 * s[min(len(s) - 1, int(len(s) * 0.99))]}
 
 
+BENCH_LOCK = Path(__file__).resolve().parent / "requirements-feast.lock"
+
+
 def ensure_bench_venv() -> None:
-    """Create ``.venv-bench`` with Feast 0.67 once; later runs reuse it."""
-    if BENCH_PY.exists() and subprocess.run([str(BENCH_PY), "-c", "import feast"], capture_output=True).returncode == 0:
+    """Create ``.venv-bench`` from the hashed ``requirements-feast.lock`` once; reuse it until the lock changes."""
+    import hashlib
+
+    digest = hashlib.sha256(BENCH_LOCK.read_bytes()).hexdigest()
+    stamp = BENCH_VENV / ".lock-sha256"
+    if BENCH_PY.exists() and stamp.exists() and stamp.read_text().strip() == digest:
         return
-    print("creating .venv-bench with feast==0.67.0 (first run only) ...", flush=True)
-    subprocess.run(["python3.11", "-m", "venv", str(BENCH_VENV)], check=True)
-    subprocess.run([str(BENCH_PY), "-m", "pip", "install", "-q", "feast[duckdb]==0.67.0", "pandas<3"], check=True)
+    print(f"creating {BENCH_VENV.name} from {BENCH_LOCK.name} (feast 0.67, pandas<3; first run only) ...", flush=True)
+    if not BENCH_PY.exists():
+        subprocess.run(["python3.11", "-m", "venv", str(BENCH_VENV)], check=True)
+    subprocess.run([str(BENCH_PY), "-m", "pip", "install", "-q", "--no-deps", "--require-hashes", "-r", str(BENCH_LOCK)], check=True)
+    # --no-deps: the lock is the complete, frozen set (pip's hash mode trips over extras like pandas[parquet])
+    stamp.write_text(digest)
 
 
 def run_feast(mode: str, work: Path, n: int, offline: str, timeout: float | None) -> dict[str, Any] | None:

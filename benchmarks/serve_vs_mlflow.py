@@ -6,8 +6,10 @@ its SHA-256 manifest), then serves it twice, one worker each, on 127.0.0.1:
 
 * MLflow: ``mlflow models serve -m models:/NAME@champion --env-manager local -w 1``
   (pyfunc; the request carries the encoded row, as MLflow cannot apply the encoding);
-* Steward: ``steward serve --model NAME`` with validation, routing, metrics, request
-  ids and prediction logging on (the request carries the raw row, carrier as text).
+* Steward: ``steward serve --model NAME`` with validation, metrics, request ids and
+  prediction logging on, and routing on: a canary sends ``--canary`` % (default 10) of
+  the requests to a challenger (the same model registered as v2), so the router and
+  both variants' windows are on the path (the request carries the raw row, carrier as text).
 
 A separate load-generator process (raw HTTP/1.1 keep-alive connections, asyncio)
 sends one-row requests at concurrency 1, 8 and 32 for a fixed time each and reports
@@ -45,6 +47,7 @@ BIN = Path(sys.executable).parent
 FEATURES = ["month", "hour", "minute", "distance", "sched_dep_time", "carrier", "origin"]
 CATEGORICAL = ["carrier", "origin"]
 API_KEY = "bench-operator-key"
+ADMIN_KEY = "bench-admin-key"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,7 +190,7 @@ def train_and_register(project: Path, rows: int) -> tuple[Any, dict[str, Any], d
 
     from steward.registry import build_manifest, promote
     from steward.registry.loader import MANIFEST_TAG
-    from steward.registry.versions import register_version
+    from steward.registry.versions import register_version, set_alias
     from steward.training import tracking
     from steward.workspace import open_workspace
 
@@ -226,6 +229,17 @@ def train_and_register(project: Path, rows: int) -> tuple[Any, dict[str, Any], d
         actor="bench",
     )
     promote(ws, "flights", version, reason="benchmark", actor="bench", force=True)
+    # the same model registered again as the challenger: the canary below routes a share of
+    # traffic to it, so the router, both variants' metrics and windows are on the request path
+    challenger = register_version(
+        ws,
+        name="flights",
+        model_uri=info.model_uri,
+        run_id=run.info.run_id,
+        tags={MANIFEST_TAG: json.dumps(manifest, sort_keys=True)},
+        actor="bench",
+    )
+    set_alias(ws, "flights", "challenger", challenger, actor="bench", reason="benchmark canary", action="registry.alias")
     raw = {k: (v.item() if hasattr(v, "item") else v) for k, v in flights[FEATURES].iloc[123].to_dict().items()}
     encoded = {c: float(frame.iloc[123][c]) for c in FEATURES}
     ws.close()
@@ -264,6 +278,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=6.0, help="measured seconds per concurrency level")
     ap.add_argument("--rows", type=int, default=60_000, help="training rows")
     ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--canary", type=float, default=10.0, help="share of traffic routed to a challenger while measuring (0: no rollout)")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
 
@@ -296,7 +311,7 @@ def main() -> None:
             **os.environ,
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow starts 'uvicorn' from PATH
             "MLFLOW_TRACKING_URI": f"sqlite:///{project / '.steward' / 'mlflow.db'}",
-            "STEWARD_API_KEYS": f"{API_KEY}:operator",
+            "STEWARD_API_KEYS": f"{API_KEY}:operator,{ADMIN_KEY}:admin",
         }
         mport, sport = free_port(), free_port()
         mlflow_bin = shutil.which("mlflow", path=str(BIN)) or "mlflow"
@@ -351,6 +366,23 @@ def main() -> None:
         procs.append(steward_proc)
         wait_http(sport, "/readyz", 180, steward_proc, slog)
         auth = {"Authorization": f"Bearer {API_KEY}"}
+        if args.canary > 0:
+            started = httpx.post(
+                f"http://127.0.0.1:{sport}/v1/admin/rollouts/flights/start",
+                json={"mode": "canary", "steps": [args.canary], "auto": False},
+                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                timeout=60,
+            )
+            started.raise_for_status()
+            status: dict[str, Any] = {}
+            for _ in range(600):  # the challenger may still be loading
+                status = httpx.get(f"http://127.0.0.1:{sport}/v1/admin/rollouts/flights", headers=auth, timeout=10).json()
+                if "challenger" in (status.get("stats") or {}) and (status.get("routing") or {}).get("mode") == "canary":
+                    break
+                time.sleep(0.1)
+            else:
+                raise SystemExit(f"the canary never started: {status}")
+            print(f"routing: canary, {status['routing']['weight']:g} % of requests to flights v2 (the same model) while measuring")
         p_steward = httpx.post(
             f"http://127.0.0.1:{sport}/v1/models/flights/predict",
             content=sbody,
@@ -371,6 +403,13 @@ def main() -> None:
         print(
             f"steward prediction log: {float(logged):.0f} records written, {float(dropped):.0f} dropped (queue depth sampled at shutdown)"
         )
+        by_variant: dict[str, float] = {}
+        for ln in metrics.splitlines():
+            if ln.startswith("steward_model_requests_total{") and 'status="ok"' in ln:
+                variant = ln.split('variant="', 1)[1].split('"', 1)[0]
+                by_variant[variant] = by_variant.get(variant, 0.0) + float(ln.split()[-1])
+        total = sum(by_variant.values()) or 1.0
+        print("steward requests by variant: " + ", ".join(f"{k} {v:.0f} ({100 * v / total:.1f} %)" for k, v in sorted(by_variant.items())))
         print(f"{'server':<9} {'conc':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
         for name in ("mlflow", "steward"):
             for r in results[name]:

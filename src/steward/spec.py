@@ -167,7 +167,7 @@ class FeatureTableSpec(_Strict):
         available_after: Delay after ``timestamp`` before a row's values are known
             (a flight's arrival is known only after it lands); rows are used only once known.
         ttl: Oldest value a point-in-time lookup accepts (older gives null); default no limit.
-        columns: Feature name → SQL expression over source columns (``plane_age: 2013 - year``).
+        columns: Feature name → SQL expression over source columns (``seats_per_engine: seats / engines``).
         transform: Dotted path of a Python function ``(polars.DataFrame) -> polars.DataFrame``
             returning entity keys, ``timestamp`` (if set) and feature columns.
         aggregates: Windowed aggregates (requires ``timestamp``).
@@ -392,7 +392,8 @@ class BatchingSpec(_Strict):
     enabled: bool = True
     max_batch_size: int = Field(default=64, ge=1, le=100_000)
     max_wait_ms: float = Field(default=2.0, ge=0, le=10_000)
-    # a model answering faster than this (moving average) runs small requests on the event loop, no thread hop; 0 = never
+    # a model answering faster than this (moving average) runs small requests on the event loop, no thread hop; 0 = never.
+    # Champion only: a challenger (shadow, canary, A/B, green) always runs in its worker thread
     inline_below_ms: float = Field(default=0.5, ge=0, le=1_000)
 
 
@@ -488,7 +489,8 @@ class ServingSpec(_Strict):
         batching: Micro-batching bounds.
         prediction_log: Where and how predictions are logged.
         shadow: Shadow traffic bounds.
-        poll_interval_s: How often the registry is polled for alias changes (0 = never).
+        poll_interval_s: How often the registry is polled for alias changes (0 = never; running rollouts
+            are still evaluated on their own tick, a quarter of the step window, at most every 5 s).
         max_body_bytes: Larger request bodies get 413.
         max_rows: Most rows in one predict request.
         slo_availability: Availability objective (burn-rate alerts are derived from it).
@@ -538,11 +540,16 @@ class MonitorPolicySpec(_Strict):
     Attributes:
         detector: ``psi``, ``ks`` (p-value), ``ks_stat``, ``js``, ``kl``, ``wasserstein``, ``chi2`` (p-value),
             ``null_share``; for ``on: performance`` a metric name (``roc_auc``, ``accuracy``, ``brier``, ...);
-            for ``on: slo`` an SLO name (the check is its fast/slow burn-rate alert).
+            for ``on: slo`` an SLO name, or ``all``: one check per burn-rate alert of each SLO (column
+            ``NAME:1h/5m`` for the fast burn, ``NAME:6h/30m`` for the slow one), its value the lower
+            of the two windows' burn rates, breached exactly when that alert fires.
         on: What is checked: ``features``, ``prediction``, ``target``, ``performance`` or ``slo``.
         columns: Feature names, or ``all``.
-        threshold: Breach level (for p-values and "higher is better" metrics: breach when below).
-        warn: Warning level (same direction as ``threshold``).
+        threshold: Breach level (for p-values and "higher is better" metrics: breach when below). For
+            ``on: slo`` a multiplier of each alert's factor (14.4x fast, 6x slow): unset means 1,
+            ``2`` acts only at twice those burn rates.
+        warn: Warning level (same direction as ``threshold``); for ``on: slo`` a multiplier too
+            (``0.5`` warns at half the factors).
         action: What to do on a breach.
         min_rows: Fewer window rows than this give ``insufficient_data``, never a breach.
         runbook: Runbook path, linked from alerts.
@@ -572,8 +579,12 @@ class SloSpec(_Strict):
 
     Attributes:
         sli: ``availability`` (share of non-error predictions), ``latency`` (share under ``threshold_ms``)
-            or ``quality`` (share of labelled windows whose ``metric`` meets ``min_value``).
+            or ``quality`` (share of labelled predictions correct at the 0.5 threshold, judged up to
+            the label delay; with ``min_value``, the labelled window's ``metric`` is checked too).
         objective: Target share of good events, e.g. 0.999.
+        metric: ``quality`` only: the metric ``min_value`` applies to (default ``roc_auc``).
+        min_value: ``quality`` only: the level ``metric`` must not fall below (rise above for
+            lower-is-better metrics such as ``brier``) on the latest labelled window.
         period: Error-budget period (``30d``).
     """
 
@@ -703,9 +714,10 @@ class GatewayKeySpec(_Strict):
 
 
 class TeamSpec(_Strict):
-    """A team's shared budget."""
+    """A team's shared budget and per-minute rate limit (counted over every key of the team)."""
 
     budget: BudgetSpec | None = None
+    rate_limit: RateLimitSpec | None = None
 
 
 class PriceSpec(_Strict):
@@ -744,7 +756,7 @@ class GatewaySpec(_Strict):
         providers: Provider name → provider. A ``local`` provider always exists.
         aliases: Model alias → ordered fallback chain of ``provider:model`` targets.
         keys: Key name → key (its secret comes from an environment variable).
-        teams: Team name → team budget.
+        teams: Team name → team budget and rate limit (shared by the team's keys).
         prices: ``provider:model`` (or bare model) → price per 1M input/output tokens.
         prompts_dir: Directory of versioned prompt files, relative to ``steward.yaml``.
         default_max_tokens: Completion tokens reserved against budgets when a request sets no ``max_tokens``.

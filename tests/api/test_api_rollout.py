@@ -119,7 +119,14 @@ async def test_bluegreen_switch_and_switch_back(tmp_path: Path) -> None:
 
 async def test_progressive_rollout_rolls_back_on_breach_and_records_why(tmp_path: Path) -> None:
     failing = FakeRuntime("m", "2", fail=True)
-    policy = {"mode": "canary", "steps": [50, 100], "step_window_s": 3600, "slo": {"max_error_rate": 0.05, "min_requests": 10}}
+    # auto off: this test evaluates by hand (the server's own tick is tested in test_serving_server.py)
+    policy = {
+        "mode": "canary",
+        "steps": [50, 100],
+        "step_window_s": 3600,
+        "auto": False,
+        "slo": {"max_error_rate": 0.05, "min_requests": 10},
+    }
     app, _server = build(tmp_path, registry(failing), {"m": {"rollout": policy}})
     async with running(app) as client:
         await wait_ready(client)
@@ -150,7 +157,8 @@ async def test_progressive_rollout_advances_within_slos_and_promotes(tmp_path: P
         reg.aliases[(name, "champion")] = version
         reg.aliases.pop((name, "challenger"), None)
 
-    policy = {"mode": "canary", "steps": [25, 100], "step_window_s": 0.05, "slo": {"min_requests": 5, "max_p99_ms": 1000}}
+    # auto off: the test ticks by hand, step by step, and the server's own tick must not race it
+    policy = {"mode": "canary", "steps": [25, 100], "step_window_s": 0.05, "auto": False, "slo": {"min_requests": 5, "max_p99_ms": 1000}}
     app, server = build(tmp_path, reg, {"m": {"rollout": policy}})
     from steward.serving.rollout import RolloutController
 

@@ -173,6 +173,19 @@ async def test_413_for_oversized_bodies(tmp_path: Path) -> None:
         assert 'steward_http_rejected_total{reason="request.too_large"} 2.0' in metrics
 
 
+async def test_429_for_more_rows_than_max_rows(tmp_path: Path) -> None:
+    app, server = build(tmp_path, fake_registry(), {"flights": {}}, max_rows=5)
+    async with running(app) as client:
+        await wait_ready(client)
+        r = await client.post("/v1/models/flights/predict", json={"rows": [row(i) for i in range(6)]}, headers=OP)
+        assert r.status_code == 429 and r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == "serving.too_many_rows"
+        assert "6 rows > serving.max_rows = 5" in r.json()["detail"]
+        assert server.models["flights"].champion.batcher.stats.rows == 0  # refused before the model saw a row
+        r = await client.post("/v1/models/flights/predict", json={"rows": [row(i) for i in range(5)]}, headers=OP)
+        assert r.status_code == 200 and len(r.json()["predictions"]) == 5
+
+
 async def test_alias_change_picked_up_without_restart_or_dropped_requests(tmp_path: Path) -> None:
     reg = fake_registry()
     app, _ = build(tmp_path, reg, {"flights": {}})

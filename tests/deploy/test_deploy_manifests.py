@@ -96,6 +96,52 @@ def test_configmap_spec_is_valid_and_matches_the_alert_slos(tmp_path: Path) -> N
     assert spec.serving.models["flights"].rollout is not None
 
 
+def _writable_mounts(pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+    """Mount path → volume name of the container's writable emptyDir mounts."""
+    empty = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    return {m["mountPath"]: m["name"] for m in container["volumeMounts"] if m["name"] in empty and not m.get("readOnly")}
+
+
+def test_tmp_home_and_caches_are_writable_under_a_read_only_root() -> None:
+    dep = by_kind()["Deployment"]
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    writable = _writable_mounts(pod, c)
+    # model loading downloads artifacts into tempfile.TemporaryDirectory(): /tmp (or TMPDIR) must be an emptyDir
+    assert "/tmp" in writable
+    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    for name in ("HOME", "XDG_CACHE_HOME", "TMPDIR"):
+        path = env.get(name, "/tmp")
+        assert any(path == m or path.startswith(m.rstrip("/") + "/") for m in writable), f"{name}={path} is not on a writable volume"
+    assert env["HOME"] == "/tmp"
+
+
+def test_configmap_spec_loads_and_shares_artifacts_and_tracking_across_replicas(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from steward.spec import load_spec
+    from steward.training.tracking import artifact_location, tracking_uri
+
+    kinds = by_kind()
+    spec_file = tmp_path / "config" / "steward.yaml"
+    spec_file.parent.mkdir()
+    spec_file.write_text(kinds["ConfigMap"]["data"]["steward.yaml"])
+    spec = load_spec(spec_file)
+    storage = spec.storage
+    # every replica must see the same runs, registry and artifacts: nothing that defaults to the pod's own disk
+    assert storage.tracking_uri is not None and storage.tracking_uri.startswith("postgresql://")
+    assert storage.metadata_url is not None and storage.metadata_url.startswith("postgresql://")
+    assert storage.artifact_root is not None and storage.artifact_root.startswith("s3://")
+    ws = SimpleNamespace(spec=spec, root=tmp_path / "state")
+    assert artifact_location(ws) == storage.artifact_root  # used as is: no local directory
+    assert not (tmp_path / "state").exists()
+    assert tracking_uri(ws).startswith("postgresql+psycopg://")
+    # and the state root is a per-pod emptyDir, which is why nothing shared may live under it
+    dep = kinds["Deployment"]["spec"]["template"]["spec"]
+    assert storage.root in _writable_mounts(dep, dep["containers"][0])
+
+
 def test_prometheus_rules_pass_promtool_check_and_unit_tests() -> None:
     promtool = need_tool(
         shutil.which("promtool") or ("/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None),
@@ -153,3 +199,11 @@ def test_ci_workflow_lints_tests_builds_and_publishes_on_tags() -> None:
     assert build["with"]["file"] == "deploy/Dockerfile"
     triggers = ci[True] if True in ci else ci["on"]  # YAML 1.1 reads the key 'on' as true
     assert "v*" in triggers["push"]["tags"]
+    # the test job runs the README's test command (lint, typecheck, pytest, quick demo), not a subset
+    runs = [s.get("run", "") for s in jobs["test"]["steps"]]
+    assert any(re.search(r"(^|\s)make test(\s|$)", r) for r in runs), runs
+    assert not any(re.search(r"make pytest", r) for r in runs)
+    assert jobs["test"]["env"]["CI"] == "true"
+    upload = next(s for s in jobs["test"]["steps"] if "actions/upload-artifact" in s.get("uses", ""))
+    assert upload["if"] == "always()" and "test-artifacts/dashboard/*.png" in upload["with"]["path"]
+    assert any("pip-audit" in s.get("run", "") for s in jobs["lint"]["steps"])

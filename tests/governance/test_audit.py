@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from steward.backends.sql_metadata import open_metadata_store
-from steward.governance.audit import AuditTrail, digest
+from steward.governance.audit import AuditEntry, AuditTrail, digest
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -78,3 +78,42 @@ def test_concurrent_appends_keep_one_chain(trail: AuditTrail) -> None:
     res = trail.verify()
     assert res.ok
     assert res.entries == 45
+
+
+def _rewrite_and_rehash(trail: AuditTrail, seq: int, subject: str) -> None:
+    """Edit an entry and recompute its own hash, as a forger with database access would."""
+    (entry,) = [e for e in trail.entries() if e.seq == seq]
+    forged = AuditEntry(entry.seq, entry.ts, entry.actor, entry.action, subject, entry.model, entry.payload, entry.prev_hash, "")
+    trail.store.execute("UPDATE audit_log SET subject = ?, hash = ? WHERE seq = ?", (subject, forged.computed_hash(), seq))
+
+
+def test_edit_with_recomputed_hash_names_the_edited_entry(trail: AuditTrail) -> None:
+    _rewrite_and_rehash(trail, 3, "model:forged@3")
+    res = trail.verify()
+    assert not res.ok
+    assert res.first_bad_seq == 3
+    assert (res.problem or "").startswith("entry 3 (registry.alias model:forged@3) was edited")
+
+
+def test_edit_of_the_newest_entry_with_recomputed_hash_is_named(trail: AuditTrail) -> None:
+    _rewrite_and_rehash(trail, 5, "model:forged@5")
+    res = trail.verify()
+    assert not res.ok
+    assert res.first_bad_seq == 5
+    assert "entry 5 was edited" in (res.problem or "")
+
+
+def test_reordered_and_rehashed_entries_are_not_blamed_on_their_predecessor(trail: AuditTrail) -> None:
+    # move entry 3's content to position 2 and entry 2's to 3, recomputing both hashes
+    # (links kept as they were): entry 1 is untouched and must not be named
+    by_seq = {e.seq: e for e in trail.entries()}
+    for seq, other in ((2, 3), (3, 2)):
+        o = by_seq[other]
+        moved = AuditEntry(seq, o.ts, o.actor, o.action, o.subject, o.model, o.payload, o.prev_hash, "")
+        trail.store.execute(
+            "UPDATE audit_log SET ts = ?, subject = ?, payload = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+            (o.ts, o.subject, json.dumps(o.payload), o.prev_hash, moved.computed_hash(), seq),
+        )
+    res = trail.verify()
+    assert not res.ok
+    assert res.first_bad_seq == 2

@@ -237,3 +237,71 @@ def test_tokens_per_minute_window_rolls_over_and_settle_refunds(tmp_path: Path) 
         enforcer.reserve(key, 30, 0)
     now[0] += 60  # next minute: a fresh window
     enforcer.reserve(key, 90, 0)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_team_rate_limit_is_shared_by_the_team_keys(gateway_project: Any, backend: str, request: pytest.FixtureRequest) -> None:
+    import time
+
+    storage = {"cache_url": request.getfixturevalue("redis_url")} if backend == "redis" else None
+    ws = gateway_project(
+        {
+            "keys": {
+                "team-a": {"key_env": "STEWARD_KEY_TEAM_A", "team": "a", "rate_limit": {"requests_per_minute": 100}},
+                "team-b": {"key_env": "STEWARD_KEY_TEAM_B", "team": "a"},
+            },
+            "teams": {"a": {"rate_limit": {"requests_per_minute": 5, "tokens_per_minute": 100_000}}},
+            "cache": {"exact": False},
+        },
+        storage=storage,
+    )
+    now = time.time()
+    minute = int(now // 60)
+
+    async def go() -> None:
+        from steward.llm.gateway import Gateway
+
+        gw = Gateway(ws, clock=lambda: now)  # a fixed clock: the test never straddles two minute windows
+        gw.provider("local").latency_s = 0.02  # type: ignore[attr-defined]  # requests overlap while in flight
+        http = _http(gw)
+        a = {"authorization": f"Bearer {gateway_project.token_a}"}
+        b = {"authorization": f"Bearer {gateway_project.token_b}"}
+        first = await http.post("/v1/chat/completions", json=_body(5), headers=a)
+        assert first.status_code == 200
+        # 8 concurrent requests from both keys for the 4 team slots left: exactly 4 get through, atomically
+        rs = await asyncio.gather(*[http.post("/v1/chat/completions", json=_body(5), headers=(a if i % 2 else b)) for i in range(8)])
+        assert sorted(r.status_code for r in rs) == [200] * 4 + [429] * 4
+        refused = next(r for r in rs if r.status_code == 429)
+        problem = refused.json()
+        assert problem["code"] == "limit.rate" and problem["scope"] == "team" and problem["name"] == "a"
+        assert problem["unit"] == "requests" and problem["limit"] == 5 and int(refused.headers["retry-after"]) >= 1
+        assert gw.counters.get(f"rl:team:a:req:{minute}") == 5
+        # the team's token counter is settled to the actual usage of the admitted requests, like a key's
+        used = sum(r.json()["usage"]["total_tokens"] for r in [first, *rs] if r.status_code == 200)
+        assert gw.counters.get(f"rl:team:a:tok:{minute}") == used > 0
+        # key a's own limit (100) is far away: it was the team's that refused
+        assert gw.counters.get(f"rl:team-a:req:{minute}") < 100
+        await gw.aclose()
+
+    asyncio.run(go())
+
+
+def test_team_tokens_per_minute_refuses_and_settles(tmp_path: Path) -> None:
+    from steward.backends.kv_sqlite import SqliteKV
+    from steward.llm.gateway import BudgetEnforcer, GatewayKey, RateLimited
+    from steward.spec import GatewayKeySpec, GatewaySpec
+
+    now = [1_800_000_000.0]
+    spec = GatewaySpec.model_validate({"teams": {"t": {"rate_limit": {"tokens_per_minute": 100}}}})
+    enforcer = BudgetEnforcer(spec, SqliteKV(tmp_path / "kv.db"), clock=lambda: now[0])
+    one, two = GatewayKey("one", GatewayKeySpec(key_env="X", team="t")), GatewayKey("two", GatewayKeySpec(key_env="Y", team="t"))
+    first = enforcer.reserve(one, 80, 0)
+    with pytest.raises(RateLimited) as exc:
+        enforcer.reserve(two, 30, 0)  # the other key of the team draws from the same 100
+    assert exc.value.details["scope"] == "team" and exc.value.details["used"] == 80
+    enforcer.settle(first, 50, 0)
+    enforcer.reserve(two, 30, 0)
+    assert enforcer.store.get(f"rl:team:t:tok:{int(now[0] // 60)}") == 80
+    enforcer.reserve(GatewayKey("solo", GatewayKeySpec(key_env="Z")), 500, 0)  # a key without a team is not limited
+    now[0] += 60
+    enforcer.reserve(two, 90, 0)

@@ -108,6 +108,55 @@ def test_semantic_cache_scoped_by_model_and_prompt_version(gateway_project: Any)
     asyncio.run(go())
 
 
+def test_semantic_cache_never_serves_another_answer_shape(gateway_project: Any) -> None:
+    ws = gateway_project({"cache": {"exact": False, "semantic": True, "threshold": 0.95, "ttl_s": 60}})
+
+    async def go() -> None:
+        gw = Gateway(ws, embed=bag_of_words)
+        local = gw.provider("local")
+        c = client(gw, gateway_project.token_a)
+        m = msgs("What is the capital of France?")
+        plain = await c.chat.completions.with_raw_response.create(model="local:x", messages=m)
+        assert plain.headers["x-steward-cache"] == "miss"
+        # the same question with a JSON schema: not the plain-text answer from the semantic cache, a JSON one
+        structured = await c.chat.completions.with_raw_response.create(model="local:x", messages=m, response_format=FORMAT)
+        assert structured.headers["x-steward-cache"] == "miss"
+        assert set(json.loads(structured.parse().choices[0].message.content or "")) == {"answer", "score"}
+        assert local.calls == 2  # type: ignore[attr-defined]
+        # requests of one shape still share answers by similarity
+        again = await c.chat.completions.with_raw_response.create(
+            model="local:x", messages=msgs("what is the CAPITAL of France"), response_format=FORMAT
+        )
+        assert again.headers["x-steward-cache"] == "semantic"
+        assert again.parse().choices[0].message.content == structured.parse().choices[0].message.content
+        # temperature and max_tokens are part of the scope too
+        for extra in ({"temperature": 0.9}, {"max_tokens": 7}):
+            r = await c.chat.completions.with_raw_response.create(model="local:x", messages=m, **extra)  # type: ignore[call-overload]
+            assert r.headers["x-steward-cache"] == "miss", extra
+        assert local.calls == 4  # type: ignore[attr-defined]
+        await gw.aclose()
+
+    asyncio.run(go())
+
+
+def test_cache_scope_and_key_cover_the_answer_shape() -> None:
+    from steward.llm.gateway._cache import cache_key, cache_scope
+
+    base = {"messages": [{"role": "user", "content": "hi"}]}
+    variants = [
+        {"response_format": FORMAT},
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]},
+        {"tool_choice": "required"},
+        {"temperature": 0.2},
+        {"max_tokens": 9},
+    ]
+    scopes = {cache_scope("m", "none", {**base, **v}) for v in variants} | {cache_scope("m", "none", base)}
+    keys = {cache_key("m", "none", {**base, **v}) for v in variants} | {cache_key("m", "none", base)}
+    assert len(scopes) == len(keys) == len(variants) + 1
+    # fields that do not shape the answer leave the scope alone
+    assert cache_scope("m", "none", {**base, "stream": True, "user": "u"}) == cache_scope("m", "none", base)
+
+
 SCHEMA = {
     "type": "object",
     "properties": {"answer": {"type": "string"}, "score": {"type": "integer", "minimum": 1}},

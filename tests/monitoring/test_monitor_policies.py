@@ -80,7 +80,9 @@ def test_drift_breach_returns_actions_records_verdict_and_posts_webhook(
     assert quality["all"].n_window == 800 and quality["all"].value is not None and quality["all"].value > 0.75
     # every request took 80 ms against a 50 ms objective: both burn alerts fire
     slo = {c.column: c for c in _checks(v, "latency_burn")}
-    assert slo["latency"].status == "breach" and slo["availability"].status == "ok"
+    assert slo["latency:1h/5m"].status == "breach" and slo["latency:6h/30m"].status == "breach"
+    assert slo["latency:1h/5m"].value == pytest.approx(100.0) and slo["latency:1h/5m"].threshold == 14.4
+    assert slo["availability:1h/5m"].status == "ok" and slo["availability:6h/30m"].status == "ok"
     assert {a.policy: a.action for a in v.actions} == {"feature_drift": "retrain", "prediction_ks": "alert", "latency_burn": "rollback"}
     assert v.status == "breach"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from monitor_helpers import NOW, flights_like, write_labels, write_log
 from prometheus_client import CollectorRegistry
 
-from steward.monitoring import build_report, evaluate_policies
+from steward.monitoring import build_report, evaluate_policies, report_data
 from steward.workspace import Workspace
 
 
@@ -43,3 +43,32 @@ def test_report_without_verdicts(monitor_ws: Workspace, tmp_path: Path) -> None:
     paths = build_report(monitor_ws, tmp_path)
     assert "No monitoring verdicts yet" in paths.html.read_text()
     assert json.loads(paths.json.read_text())["models"] == {}
+
+
+def test_report_marks_the_loops_outcomes(monitor_ws: Workspace, tmp_path: Path) -> None:
+    from steward.loop._state import create_run, finish_run
+
+    frame = flights_like(400, seed=24, shift=40.0, start=NOW - timedelta(hours=22), span=timedelta(hours=22))
+    write_log(monitor_ws, frame)
+    evaluate_policies(monitor_ws, "flights", now=NOW, registry=CollectorRegistry())
+    md = monitor_ws.metadata
+    ended = {}
+    for i, (outcome, reason) in enumerate(
+        [("promoted", "v2 passed the gate and the canary"), ("rolled_back", "canary breached its SLO"), ("champion_kept", "gate failed")]
+    ):
+        run = create_run(md, "flights", f"monitor:feature_drift:{i}", "steward-loop", {"challenger_version": i + 2})
+        finish_run(md, run, outcome=outcome, reason=reason)
+        ended[outcome] = (NOW + timedelta(hours=i + 1)).isoformat()
+        md.execute("UPDATE loop_runs SET finished_at = ? WHERE loop_id = ?", (ended[outcome], run.loop_id))
+    unfinished = create_run(md, "flights", "manual", "steward-loop", {})
+    assert unfinished.finished_at is None
+
+    m = report_data(monitor_ws, model="flights")["models"]["flights"]
+    assert [r["outcome"] for r in m["loops"] if r["finished_at"]] == ["promoted", "rolled_back", "champion_kept"]
+    loop_marks = [mk for mk in m["markers"] if mk["source"] == "loop"]
+    assert [(mk["kind"], mk["at"]) for mk in loop_marks] == [(k, ended[k]) for k in ("promoted", "rolled_back", "champion_kept")]
+    assert "canary breached its SLO" in loop_marks[1]["label"]
+    # the monitor's own actions stay markers too
+    assert {mk["kind"] for mk in m["markers"] if mk["source"] == "monitor"} == {a["action"] for a in m["actions"]} != set()
+    page = build_report(monitor_ws, tmp_path / "out").html.read_text()
+    assert "Loop runs" in page and "rolled_back" in page and "v2 passed the gate" in page

@@ -144,3 +144,66 @@ def test_latency_check_compares_p99_against_champion_and_absolute_bound(tmp_path
     v2 = run_gate(ws2)
     assert [c.name for c in v2.failed_checks] == ["latency.p99_ms"]
     assert v2.failed_checks[0].threshold == 1e-6 and v2.failed_checks[0].champion is None
+
+
+FAIRNESS = "fairness.origin.roc_auc_gap"
+
+
+def test_challenger_with_a_wider_gap_fails_only_the_fairness_check(tmp_path: Path, shared_tracking_uri: str, unique: str) -> None:
+    name = f"fairgap_{unique}"
+    # metric and slice margins wide open: only the gap between origins may grow by at most 0.02
+    gate = {"margin": 1.0, "slice_margin": 1.0, "fairness_margin": 0.02, "min_metric": 0.0, "min_slice_metric": 0.0, **LOOSE_LATENCY}
+    ws = _ws(tmp_path, shared_tracking_uri, name, slices=["origin"], fairness={"column": "origin", "max_gap": 1.0}, gate=gate)
+    frame = _frame_with_rare_lga()
+    train_model(ws, training_set(frame))
+    promote(ws, name, 1, reason="baseline", force=True)
+    # v2 learned LGA backwards: the LGA group falls behind the others, the gap widens
+    train_model(ws, training_set(flip_labels(frame, "LGA", "2013-10-01")))
+    verdict = run_gate(ws)
+    assert not verdict.passed
+    assert [c.name for c in verdict.failed_checks] == [FAIRNESS]
+    fair = verdict.failed_checks[0]
+    assert fair.champion is not None and fair.challenger is not None
+    assert fair.threshold == pytest.approx(fair.champion + 0.02)
+    assert fair.challenger > fair.champion + 0.02
+    with pytest.raises(GateFailed, match=r"fairness\.origin"):
+        verdict.raise_for_failure()
+
+
+def test_first_model_over_max_gap_fails_the_fairness_check(tmp_path: Path, shared_tracking_uri: str, unique: str) -> None:
+    name = f"fairabs_{unique}"
+    gate = {"min_metric": 0.0, "min_slice_metric": 0.0, **LOOSE_LATENCY}
+    ws = _ws(tmp_path, shared_tracking_uri, name, slices=["origin"], fairness={"column": "origin", "max_gap": 0.1}, gate=gate)
+    train_model(ws, training_set(flip_labels(_frame_with_rare_lga(), "LGA", "2013-10-01")))
+    verdict = run_gate(ws)
+    assert verdict.champion_version is None
+    assert [c.name for c in verdict.failed_checks] == [FAIRNESS]
+    fair = verdict.failed_checks[0]
+    assert fair.champion is None and fair.threshold == 0.1
+    assert fair.challenger is not None and fair.challenger > 0.1
+    assert "OVER the limit" in (ws.root / "cards" / name / "v1.md").read_text()
+
+
+def test_audit_entries_link_to_the_exact_model_card(tmp_path: Path, shared_tracking_uri: str, unique: str) -> None:
+    import hashlib
+
+    name = f"cardlink_{unique}"
+    ws = _ws(tmp_path, shared_tracking_uri, name)
+    train_model(ws, training_set(make_frame(1500)))
+    md, js = ws.root / "cards" / name / "v1.md", ws.root / "cards" / name / "v1.json"
+
+    def sha(p: Path) -> str:
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
+    trained_md, trained_js = sha(md), sha(js)
+    (run,) = ws.audit.entries(model=name, action="training.run")
+    card = run.payload["outputs"]["card"]["value"]
+    assert card == {"path": md.relative_to(tmp_path).as_posix(), "sha256": trained_md}
+    assert run.payload["outputs"]["card_json"]["value"]["sha256"] == trained_js
+
+    run_gate(ws)  # adds the verdict to the card: the gate entry links to the new card
+    (gated,) = ws.audit.entries(model=name, action="registry.gate")
+    assert gated.payload["outputs"]["card"]["value"] == {"path": md.relative_to(tmp_path).as_posix(), "sha256": sha(md)}
+    assert gated.payload["outputs"]["card_json"]["value"]["sha256"] == sha(js)
+    assert sha(md) != trained_md
+    assert ws.audit.verify().ok

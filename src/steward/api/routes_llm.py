@@ -3,7 +3,8 @@
 Thin edge: parse, authenticate (bearer gateway key), call
 :class:`steward.llm.gateway.Gateway`, format. Bodies are read and written with
 orjson (no pydantic model on the hot path); errors leave as problem+json, with
-``Retry-After`` on rate limits.
+``Retry-After`` on rate limits and ``x-steward-guardrails`` when a guardrail
+refused the request (422, code ``guardrail.<guard>``).
 """
 
 from __future__ import annotations
@@ -101,11 +102,14 @@ def _request_id(request: Request) -> dict[str, Any] | None:
     return {"http.request_id": rid} if rid else None
 
 
-def _limited(request: Request, exc: LimitExceeded) -> JSONResponse:
+def _problem(request: Request, exc: StewardError) -> JSONResponse:
     headers = {}
     retry = exc.details.get("retry_after_s")
     if retry is not None:
         headers["retry-after"] = str(max(1, round(float(retry))))
+    verdicts = exc.details.get("guardrails")
+    if verdicts:
+        headers["x-steward-guardrails"] = str(verdicts)
     return JSONResponse(
         exc.to_problem(instance=request.url.path), status_code=exc.http_status, media_type="application/problem+json", headers=headers
     )
@@ -122,7 +126,11 @@ async def chat_completions(request: Request) -> Response:
     try:
         result = await gw.chat(body, key, cache=cache, trace=_request_id(request))
     except LimitExceeded as exc:
-        return _limited(request, exc)
+        return _problem(request, exc)
+    except ValidationFailed as exc:
+        if not exc.code.startswith("guardrail."):
+            raise
+        return _problem(request, exc)  # a guard refused: the problem carries the x-steward-guardrails header too
     if result.stream is not None:
         return StreamingResponse(result.stream, media_type="text/event-stream", headers={**result.headers, "cache-control": "no-cache"})
     return Response(orjson.dumps(result.response), media_type="application/json", headers=result.headers)
@@ -137,7 +145,7 @@ async def embeddings(request: Request) -> Response:
     try:
         result = await gw.embeddings(body, key, trace=_request_id(request))
     except LimitExceeded as exc:
-        return _limited(request, exc)
+        return _problem(request, exc)
     return Response(orjson.dumps(result), media_type="application/json")
 
 

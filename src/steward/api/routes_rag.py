@@ -1,11 +1,14 @@
-"""``POST /v1/rag/ask``: a grounded answer with numbered citations, over HTTP.
+"""``POST /v1/rag/ask`` (viewer+): a grounded answer with numbered citations, over HTTP.
 
 Retrieval and answering are CPU-bound (embedding), so they run in a worker
-thread and the event loop stays free for other requests.
+thread and the event loop stays free for other requests. In LLM mode the answer
+goes through the app's own gateway (the one serving ``/v1/chat/completions``),
+awaited on this event loop, so its circuit breaker and caches are shared.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import asdict
 from typing import Any
@@ -14,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from steward.api.auth import Principal, require
 from steward.errors import StewardError
 
 __all__ = ["AskRequest", "router"]
@@ -33,18 +37,34 @@ class AskRequest(BaseModel):
     collection: str | None = None
 
 
+def _principal(request: Request) -> Principal:
+    if getattr(request.app.state, "api_keys", None) is None:
+        from steward.api.auth import load_keys
+
+        ws = request.app.state.workspace
+        request.app.state.api_keys = load_keys(ws.spec.serving.auth, ws.spec)
+    return require(request, "viewer")
+
+
 @router.post("/ask")
 async def ask_endpoint(body: AskRequest, request: Request) -> dict[str, Any]:
     """Answer with citations; ``abstained`` is true (and the text says "I don't know") when retrieval is weak.
 
-    Guardrails apply: an injection attempt is refused with 422 problem+json (``guardrail.injection``).
+    Needs an API key (viewer or higher): 401 without one. Guardrails apply: an injection attempt
+    is refused with 422 problem+json (``guardrail.injection``).
     """
     from steward.llm.rag import ask
 
     ws = request.app.state.workspace
     if ws is None:
         raise StewardError("the API was started without a project", code="rag.no_workspace", hint="start it with --spec PATH")
-    ans = await run_in_threadpool(ask, ws, body.question, body.k, collection=body.collection)
+    _principal(request)
+    gateway, loop = None, None
+    if ws.spec.llm.rag.model:
+        from steward.api.routes_llm import get_gateway
+
+        gateway, loop = get_gateway(request), asyncio.get_running_loop()
+    ans = await run_in_threadpool(ask, ws, body.question, body.k, collection=body.collection, gateway=gateway, loop=loop)
     out = asdict(ans)
     out.pop("prompt", None)
     return out

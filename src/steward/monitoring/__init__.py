@@ -25,6 +25,7 @@ from steward.monitoring._policies import (
     MonitorWindow,
     PolicyAction,
     PolicyCheck,
+    burn_levels,
     effective_policies,
     evaluate,
     evaluate_policies,
@@ -47,7 +48,7 @@ from steward.monitoring._profile import (
     store_profile,
 )
 from steward.monitoring._report import ReportPaths, build_report, report_data
-from steward.monitoring._slo import DEFAULT_BURN_ALERTS, BurnAlert, SloStatus, burn_rate, evaluate_slo, sli_events
+from steward.monitoring._slo import DEFAULT_BURN_ALERTS, BurnAlert, SloStatus, burn_rate, evaluate_slo, quality_events, sli_events
 from steward.monitoring._stats import chi2_test, js_distance, kl_divergence, ks_test, psi, wasserstein
 from steward.monitoring._windows import LogWindow, WindowProfiler, iter_window_profiles, parse_duration, read_log
 
@@ -71,6 +72,7 @@ __all__ = [
     "WindowProfiler",
     "build_reference_profile",
     "build_report",
+    "burn_levels",
     "burn_rate",
     "chi2_test",
     "classification_metrics",
@@ -99,6 +101,7 @@ __all__ = [
     "profile_path",
     "prometheus_rules",
     "psi",
+    "quality_events",
     "read_log",
     "record_verdict",
     "report_data",

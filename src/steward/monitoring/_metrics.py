@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from steward.spec import Spec
+    from steward.spec import MonitorPolicySpec, Spec
 
 __all__ = ["STATUS_CODES", "monitor_gauges", "prometheus_rules"]
 
@@ -70,10 +70,25 @@ def _runbook_url(spec: Spec, path: str | None) -> str:
     return path or "docs/runbooks/README.md"
 
 
+def _policy_summary(p: MonitorPolicySpec) -> str:
+    """What breaching the policy means, with its real levels (the same ones its checks record)."""
+    from steward.monitoring._drift import P_VALUE_DETECTORS
+    from steward.monitoring._performance import HIGHER_IS_BETTER
+    from steward.monitoring._policies import burn_levels
+
+    if p.on == "slo":
+        which = "every SLO" if p.detector == "all" else f"SLO {p.detector}"
+        levels = " or ".join(f"above {lvl:g}x over both {a.long_window} and {a.short_window}" for a, lvl, _ in burn_levels(p))
+        return f"policy {p.name}: {which} burns its error budget {levels}"
+    below = HIGHER_IS_BETTER.get(p.detector, True) if p.on == "performance" else p.detector in P_VALUE_DETECTORS
+    cols = "" if p.on != "features" or p.columns == "all" else f" ({', '.join(p.columns)})"
+    return f"policy {p.name}: {p.detector} on {p.on}{cols} {'below' if below else 'at or above'} {p.threshold:g}"
+
+
 def prometheus_rules(spec: Spec) -> dict[str, Any]:
     """Prometheus alerting rules for every policy and SLO of the spec (a ``groups:`` document)."""
     from steward.monitoring._policies import effective_policies
-    from steward.monitoring._slo import DEFAULT_BURN_ALERTS, slo_kind
+    from steward.monitoring._slo import DEFAULT_BURN_ALERTS
 
     rules: list[dict[str, Any]] = []
     for p in effective_policies(spec.monitoring):
@@ -84,26 +99,26 @@ def prometheus_rules(spec: Spec) -> dict[str, Any]:
                 "for": "0m",
                 "labels": {"severity": "page" if p.action in ("rollback",) else "ticket", "action": p.action},
                 "annotations": {
-                    "summary": f"policy {p.name}: {p.detector} on {p.on} crossed {p.threshold}",
+                    "summary": _policy_summary(p),
                     "runbook_url": _runbook_url(spec, p.runbook),
                 },
             }
         )
+    # quality SLOs too: their burn rates come from labelled predictions, up to the label horizon
     for slo in spec.monitoring.slos:
-        if slo_kind(slo) == "quality":
-            continue
         for a in DEFAULT_BURN_ALERTS:
             lw, sw = a.long_window, a.short_window
             rules.append(
                 {
                     "alert": f"Steward{slo.name.capitalize()}{''.join(w.capitalize() for w in a.name.split('_'))}",
+                    # the two series differ in their window label: match them on the rest, or `and` never matches
                     "expr": (
-                        f'steward_slo_burn_rate{{slo="{slo.name}",window="{lw}"}} > {a.factor} '
-                        f'and steward_slo_burn_rate{{slo="{slo.name}",window="{sw}"}} > {a.factor}'
+                        f'steward_slo_burn_rate{{slo="{slo.name}",window="{lw}"}} > {a.factor:g} '
+                        f'and ignoring(window) steward_slo_burn_rate{{slo="{slo.name}",window="{sw}"}} > {a.factor:g}'
                     ),
                     "labels": {"severity": a.severity},
                     "annotations": {
-                        "summary": f"SLO {slo.name} burns its error budget {a.factor}x too fast ({lw}/{sw})",
+                        "summary": f"SLO {slo.name} burns its error budget {a.factor:g}x too fast ({lw}/{sw})",
                         "runbook_url": "docs/runbooks/slo-burn.md",
                     },
                 }

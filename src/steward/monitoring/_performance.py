@@ -89,15 +89,23 @@ def classification_metrics(y_true: ArrayLike, y_score: ArrayLike, *, threshold: 
     }
 
 
-def load_labels(ws: Workspace, spec: LabelsSpec, *, keys: list[str] | None = None) -> pl.DataFrame:
+def load_labels(ws: Workspace, spec: LabelsSpec, *, keys: list[str] | None = None, predictions: pl.DataFrame | None = None) -> pl.DataFrame:
     """The label table: join keys (or ``request_id``) plus a 0/1 ``label`` column (and ``label_ts`` when known).
 
     ``spec.expr`` (SQL, e.g. ``arr_delay >= 15``) is evaluated over ``spec.source``; without it
     the source must have a ``label`` column.
+
+    Args:
+        predictions: The logged predictions the labels are for. When given, only labels that can
+            join them are collected: a semi-join on the keys and, for ``match: asof``, outcome
+            times within ``tolerance`` of the predictions' times (in the join's direction). The
+            join with :func:`join_labels` gives the same rows as with the whole table, while the
+            collected frame stays bounded by the window instead of growing with the label table.
     """
     join = list(keys if keys is not None else spec.join) or ["request_id"]
     lf = ws.lake.scan(spec.source)
-    names = lf.collect_schema().names()
+    schema = lf.collect_schema()
+    names = schema.names()
     label_expr = pl.sql_expr(spec.expr) if spec.expr else pl.col(LABEL)
     if not spec.expr and LABEL not in names:
         raise ValidationFailed(f"{spec.source} has no 'label' column", hint="set monitoring.labels.expr, e.g. 'arr_delay >= 15'")
@@ -110,16 +118,54 @@ def load_labels(ws: Workspace, spec: LabelsSpec, *, keys: list[str] | None = Non
         if spec.time_column not in names:
             raise ValidationFailed(f"{spec.source} has no column {spec.time_column!r}", hint="fix monitoring.labels.time_column")
         # an entity has many outcomes over time: keep them all, ordered, for the as-of join
-        cols.append(_as_utc(pl.col(spec.time_column), lf.collect_schema()[spec.time_column]).alias("label_ts"))
-        out = lf.select(cols).filter(pl.col(LABEL).is_not_null() & pl.col("label_ts").is_not_null()).collect()
-        return out.sort("label_ts")
+        cols.append(_as_utc(pl.col(spec.time_column), schema[spec.time_column]).alias("label_ts"))
+        sel = lf.select(cols).filter(pl.col(LABEL).is_not_null() & pl.col("label_ts").is_not_null())
+        if predictions is not None:
+            sel = _within_reach(_matching_keys(sel, schema, predictions, join), predictions, spec.direction, spec.tolerance)
+        return sel.collect().sort("label_ts")
     if "ts" in names and "ts" not in join:
         cols.append(pl.col("ts").alias("label_ts"))
+    if predictions is not None:
+        lf = _matching_keys(lf, schema, predictions, join)
     out = lf.select(cols).filter(pl.col(LABEL).is_not_null()).collect()
     # one label per key: the latest correction wins
     if "label_ts" in out.columns:
         out = out.sort("label_ts")
     return out.unique(subset=join, keep="last", maintain_order=True)
+
+
+def _common_type(a: pl.DataType, b: pl.DataType) -> pl.DataType:
+    """The type both sides of a key are cast to when they differ (the log may store JSON numbers as Int64, a table Int32)."""
+    if a == b:
+        return a
+    return pl.Utf8() if (a == pl.Utf8 or b == pl.Utf8) else pl.Float64() if (a.is_float() or b.is_float()) else pl.Int64()
+
+
+def _matching_keys(lf: pl.LazyFrame, schema: pl.Schema, predictions: pl.DataFrame, keys: list[str]) -> pl.LazyFrame:
+    """``lf`` lazily restricted to rows whose keys occur among the predictions (a semi-join, order kept)."""
+    preds = decode_features(predictions, keys)
+    if any(k not in preds.columns for k in keys):
+        return lf  # join_labels names the missing keys
+    types = {k: _common_type(schema[k], preds.schema[k]) for k in keys}
+    wanted = preds.select([pl.col(k).cast(types[k]) for k in keys]).unique()
+    # same casts and null semantics as the inner join in join_labels, so no joinable label is dropped
+    return lf.join(wanted.lazy(), left_on=[pl.col(k).cast(types[k]) for k in keys], right_on=keys, how="semi", maintain_order="left")
+
+
+def _within_reach(lf: pl.LazyFrame, predictions: pl.DataFrame, direction: str, tolerance: str) -> pl.LazyFrame:
+    """Outcomes (``label_ts``) an as-of join of these predictions can reach: within ``tolerance`` in ``direction``."""
+    if "ts" not in predictions.columns or predictions.height == 0:
+        return lf
+    ts = predictions.select(_as_utc(pl.col("ts"), predictions.schema["ts"]).alias("ts")).get_column("ts").drop_nulls()
+    if ts.len() == 0:
+        return lf
+    lo, hi, tol = ts.min(), ts.max(), parse_duration(tolerance)
+    if direction in ("backward", "nearest"):
+        lo = lo - tol  # type: ignore[operator]
+    if direction in ("forward", "nearest"):
+        hi = hi + tol  # type: ignore[operator]
+    # inclusive bounds: the join's tolerance is inclusive
+    return lf.filter(pl.col("label_ts").is_between(pl.lit(lo), pl.lit(hi), closed="both"))
 
 
 def _as_utc(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -164,7 +210,7 @@ def join_labels(
     for k in keys:
         lt, pt = labels.schema[k], preds.schema[k]
         if lt != pt:
-            target = pl.Utf8 if (lt == pl.Utf8 or pt == pl.Utf8) else pl.Float64 if (lt.is_float() or pt.is_float()) else pl.Int64
+            target = _common_type(lt, pt)
             casts_p.append(pl.col(k).cast(target))
             casts_l.append(pl.col(k).cast(target))
     if casts_p:

@@ -28,7 +28,7 @@ from steward.monitoring._drift import ALL_DETECTORS, P_VALUE_DETECTORS, DriftOpt
 from steward.monitoring._metrics import STATUS_CODES, monitor_gauges
 from steward.monitoring._performance import HIGHER_IS_BETTER, LABEL, classification_metrics, join_labels, load_labels
 from steward.monitoring._profile import ColumnProfile, ReferenceProfile, profile_for_model
-from steward.monitoring._slo import SloStatus, evaluate_slo, sli_events, slo_kind
+from steward.monitoring._slo import DEFAULT_BURN_ALERTS, BurnAlert, SloStatus, evaluate_slo, quality_events, sli_events, slo_kind
 from steward.monitoring._windows import WindowProfiler, decode_features, iter_batches, parse_duration, read_log
 from steward.spec import MonitoringSpec, MonitorPolicySpec
 
@@ -44,6 +44,7 @@ __all__ = [
     "MonitorWindow",
     "PolicyAction",
     "PolicyCheck",
+    "burn_levels",
     "effective_policies",
     "evaluate",
     "evaluate_policies",
@@ -59,6 +60,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CheckStatus = Literal["ok", "warn", "breach", "insufficient_data", "no_data"]
+_ALERT_NAMES = frozenset(a.name for a in DEFAULT_BURN_ALERTS)
 
 DEFAULT_POLICIES = (
     MonitorPolicySpec(
@@ -122,7 +124,9 @@ class PolicyCheck:
     """One statistic of one policy against its thresholds.
 
     Attributes:
-        direction: ``above`` (breach when value >= threshold) or ``below`` (p-values and
+        direction: ``above`` (breach when value >= threshold; an SLO burn-rate check breaches when
+            its value, the lower of the alert's two windows' burn rates, is strictly above the
+            alert's factor, exactly when the alert fires) or ``below`` (p-values and
             higher-is-better metrics: breach when value < threshold).
         status: ``ok``, ``warn``, ``breach``, ``insufficient_data`` (fewer than ``min_rows``) or ``no_data``.
     """
@@ -179,7 +183,9 @@ class MonitorVerdict:
         actions: What to do (one per breached policy).
         checks: Every statistic with its thresholds and status.
         status: Worst check status (``ok`` < ``warn`` < ``breach``).
-        details: Distributions (reference vs window), performance and SLO statuses, for reports.
+        details: Distributions (reference vs window), performance, label counts (``labels_loaded``:
+            label rows collected for the window, ``labelled_rows``: predictions that found one) and
+            SLO statuses, for reports.
     """
 
     verdict_id: str
@@ -301,34 +307,78 @@ def evaluate(
             for status, spec in slos or []:
                 if p.detector not in ("all", status.name):
                     continue
-                if status.kind == "quality":
-                    floor = spec.min_value if spec.min_value is not None else spec.objective
-                    st = _judge(status.sli, floor, None, "below", status.events, p.min_rows)
-                    pc.append(
-                        PolicyCheck(
-                            p.name, "slo", status.name, status.name, status.sli, status.sli, floor, None, "below", st, 0, status.events
-                        )
-                    )
-                    continue
-                rates = [r for r in status.burn_rates.values() if r is not None]
-                worst = max(rates) if rates else None
-                st2: CheckStatus = "no_data" if worst is None else "breach" if status.firing else "ok"
-                if st2 != "no_data" and status.events < p.min_rows:
-                    st2 = "insufficient_data"
-                pc.append(PolicyCheck(p.name, "slo", "burn_rate", status.name, worst, worst, 14.4, 6.0, "above", st2, 0, status.events))
+                pc += _burn_checks(p, status)
+                if status.kind == "quality" and spec.min_value is not None:
+                    pc.append(_quality_floor_check(p, status.name, spec, performance or {}))
         checks += pc
         breached = [c for c in pc if c.status == "breach"]
         if breached:
             cols = tuple(c.column for c in breached)
-            top = ", ".join(f"{c.column} {c.detector}={_fmt(c.value)}" for c in breached[:5])
+            top = ", ".join(_describe(c) for c in breached[:5])
             more = f" (+{len(breached) - 5} more)" if len(breached) > 5 else ""
-            reason = f"{p.name}: {top}{more} crossed {p.threshold}"
+            reason = f"{p.name}: {top}{more}"
             actions.append(PolicyAction(uuid.uuid4().hex, p.name, p.action, model, version, reason, p.runbook, cols))
     return checks, actions
 
 
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4g}"
+
+
+def _describe(c: PolicyCheck) -> str:
+    """One breaching check with its real numbers, e.g. ``dep_delay psi=0.31 >= 0.2``."""
+    if c.on == "slo" and c.detector in _ALERT_NAMES:
+        return f"{c.column} {c.detector} burn rate {_fmt(c.value)}x > {_fmt(c.threshold)}x on both windows"
+    op = "<" if c.direction == "below" else ">="
+    return f"{c.column} {c.detector}={_fmt(c.value)} {op} {_fmt(c.threshold)}"
+
+
+def burn_levels(policy: MonitorPolicySpec) -> list[tuple[BurnAlert, float, float | None]]:
+    """Each burn alert of an ``on: slo`` policy with its breach and warn levels.
+
+    ``threshold`` and ``warn`` multiply the alert's factor (14.4x for the fast burn, 6x for the
+    slow one): an unset ``threshold`` means 1 (the SRE workbook's alerts), 2 acts only at twice
+    those rates, and ``warn: 0.5`` warns at half of them.
+    """
+    scale = policy.threshold if "threshold" in policy.model_fields_set else 1.0
+    return [(a, a.factor * scale, None if policy.warn is None else a.factor * policy.warn) for a in DEFAULT_BURN_ALERTS]
+
+
+def _burn_checks(p: MonitorPolicySpec, status: SloStatus) -> list[PolicyCheck]:
+    """One check per burn alert: the lower of its two windows' burn rates against the alert's factor.
+
+    A multi-window alert fires only when both windows burn faster than its factor, i.e. when the
+    lower of the two does, so that value against the factor gives exactly the alert's state.
+    """
+    out: list[PolicyCheck] = []
+    for alert, level, warn in burn_levels(p):
+        lr, sr = status.burn_rates.get(alert.long_window), status.burn_rates.get(alert.short_window)
+        value = None if lr is None or sr is None else min(lr, sr)
+        st: CheckStatus
+        if value is None:
+            st = "no_data"
+        elif status.events < p.min_rows:
+            st = "insufficient_data"
+        elif value > level:  # strictly above, as the alert's rule (and the Prometheus rule) fires
+            st = "breach"
+        elif warn is not None and value > warn:
+            st = "warn"
+        else:
+            st = "ok"
+        column = f"{status.name}:{alert.long_window}/{alert.short_window}"
+        out.append(PolicyCheck(p.name, "slo", alert.name, column, value, value, level, warn, "above", st, 0, status.events))
+    return out
+
+
+def _quality_floor_check(p: MonitorPolicySpec, name: str, spec: Any, performance: dict[str, dict[str, float | None]]) -> PolicyCheck:
+    """A quality SLO's ``min_value``: its metric on the latest labelled window must stay on the good side of it."""
+    metric = spec.metric or "roc_auc"
+    overall = performance.get("all", {})
+    value = overall.get(metric)
+    n = int(overall.get("n") or 0)
+    direction: Literal["above", "below"] = "below" if HIGHER_IS_BETTER.get(metric, True) else "above"
+    st = _judge(value, spec.min_value, None, direction, n, p.min_rows)
+    return PolicyCheck(p.name, "slo", metric, f"{name}:{metric}", value, value, spec.min_value, None, direction, st, 0, n)
 
 
 def worst_status(checks: list[PolicyCheck]) -> str:
@@ -432,15 +482,16 @@ def evaluate_policies(
     # 2. quality on labelled rows (labels arrive late: judge the window shifted back by the label delay)
     performance: dict[str, dict[str, float | None]] = {}
     target_profile: ColumnProfile | None = None
+    label_counts: dict[str, int] = {}
     if mspec.labels is not None:
-        performance, target_profile = _performance(ws, mspec, model, version, window, now, reference)
+        performance, target_profile, label_counts = _performance(ws, mspec, model, version, window, now, reference)
     if target_profile is not None:
         window_profile.target = target_profile
 
     # 3. SLOs over their own periods (burn windows reach back up to 6h, the budget over the period)
     slo_results: list[tuple[SloStatus, Any]] = []
     if slo_specs:
-        slo_results = _slo_statuses(ws, mspec, model, version, now, performance)
+        slo_results = _slo_statuses(ws, mspec, model, now)
 
     checks, actions = evaluate(
         policies, reference, window_profile, model=model, version=version, performance=performance, slos=slo_results, options=options
@@ -459,6 +510,7 @@ def evaluate_policies(
         details={
             "distributions": _distributions(reference, window_profile),
             "performance": performance,
+            "labels": label_counts,
             "slos": [s.to_dict() for s, _ in slo_results],
             "options": asdict(options),
         },
@@ -471,34 +523,50 @@ def evaluate_policies(
     return verdict
 
 
-def _performance(
-    ws: Workspace, mspec: MonitoringSpec, model: str, version: str | None, window: MonitorWindow, now: datetime, reference: ReferenceProfile
-) -> tuple[dict[str, dict[str, float | None]], ColumnProfile | None]:
+def _labelled(
+    ws: Workspace, mspec: MonitoringSpec, model: str, version: str | None, window: MonitorWindow
+) -> tuple[pl.DataFrame, int] | None:
+    """The window's predictions joined with their labels, and how many label rows were collected (None: no labels)."""
     assert mspec.labels is not None
-    delay = parse_duration(mspec.labels.delay)
-    shifted = MonitorWindow(
-        start=window.start - delay if window.start else None, end=(window.end or now) - delay, last_rows=window.last_rows
-    )  # fmt: skip
     keys = list(mspec.labels.join) or ["request_id"]
-    preds = _log_frame(ws, mspec, model, version, shifted).collect()
+    lf = _log_frame(ws, mspec, model, version, window)
+    names = lf.collect_schema().names()
+    # only what the join, the metrics and the slices read (label columns too: join_labels lets the log's win)
+    wanted = dict.fromkeys(["ts", "prediction", "features", *keys, *mspec.slices, LABEL, "label_ts"])
+    preds = lf.select([c for c in wanted if c in names]).collect()
     if preds.height == 0:
-        return {}, None
+        return None
     try:
-        labels = load_labels(ws, mspec.labels, keys=keys)
+        labels = load_labels(ws, mspec.labels, keys=keys, predictions=preds)
     except NotFound:
         logger.info("no labels yet in %s", mspec.labels.source)
-        return {}, None
+        return None
     except Exception as exc:
         from steward.errors import TableNotFound
 
         if isinstance(exc, TableNotFound):
             logger.info("label table %s does not exist yet", mspec.labels.source)
-            return {}, None
+            return None
         raise
     asof = (mspec.labels.direction, mspec.labels.tolerance) if mspec.labels.match == "asof" else None
-    joined = join_labels(preds, labels, on=keys, asof=asof)
+    return join_labels(preds, labels, on=keys, asof=asof), labels.height
+
+
+def _performance(
+    ws: Workspace, mspec: MonitoringSpec, model: str, version: str | None, window: MonitorWindow, now: datetime, reference: ReferenceProfile
+) -> tuple[dict[str, dict[str, float | None]], ColumnProfile | None, dict[str, int]]:
+    assert mspec.labels is not None
+    delay = parse_duration(mspec.labels.delay)
+    shifted = MonitorWindow(
+        start=window.start - delay if window.start else None, end=(window.end or now) - delay, last_rows=window.last_rows
+    )  # fmt: skip
+    got = _labelled(ws, mspec, model, version, shifted)
+    if got is None:
+        return {}, None, {}
+    joined, n_labels = got
+    counts = {"labels_loaded": n_labels, "labelled_rows": joined.height}
     if joined.height == 0:
-        return {}, None
+        return {}, None, counts
     y = joined.get_column(LABEL).to_numpy()
     p = joined.get_column("prediction").to_numpy()
     out: dict[str, dict[str, float | None]] = {"all": classification_metrics(y, p)}
@@ -513,28 +581,29 @@ def _performance(
         prof = WindowProfiler(reference, target_col=LABEL, sample_size=mspec.reference_sample)
         prof.update(joined.select([LABEL, "prediction"]))
         target = prof.profile().target
-    return out, target
+    return out, target, counts
 
 
-def _slo_statuses(
-    ws: Workspace, mspec: MonitoringSpec, model: str, version: str | None, now: datetime, performance: dict[str, dict[str, float | None]]
-) -> list[tuple[SloStatus, Any]]:
+def _slo_statuses(ws: Workspace, mspec: MonitoringSpec, model: str, now: datetime) -> list[tuple[SloStatus, Any]]:
     out: list[tuple[SloStatus, Any]] = []
     longest = max((parse_duration(s.period) for s in mspec.slos), default=parse_duration("30d"))
-    log_cols: list[str] | None = None
     frame: pl.DataFrame | None = None
+    labelled: dict[str, pl.DataFrame] = {}
     for slo in mspec.slos:
-        kind = slo_kind(slo)
-        if kind == "quality":
-            metric = slo.metric or "roc_auc"
-            overall = performance.get("all", {})
-            value = overall.get(metric)
-            n = int(overall.get("n") or 0)
-            out.append((SloStatus(slo.name, kind, slo.objective, value, n, None, {}, []), slo))
+        if slo_kind(slo) == "quality":
+            # labelled predictions are the events, judged up to the label horizon: younger ones have no label yet
+            horizon = now - parse_duration(mspec.labels.delay) if mspec.labels is not None else now
+            if slo.period not in labelled:
+                got = None
+                if mspec.labels is not None:
+                    got = _labelled(ws, mspec, model, None, MonitorWindow(start=horizon - parse_duration(slo.period), end=horizon))
+                labelled[slo.period] = got[0] if got is not None else pl.DataFrame()
+            out.append((evaluate_slo(quality_events(labelled[slo.period], slo), slo, now=horizon), slo))
             continue
         if frame is None:
-            lf = read_log(ws, table=mspec.table, model=model, start=now - longest, end=now)
-            log_cols = [c for c in ("ts", "status", "error", "latency_ms") if c in lf.collect_schema().names()]
+            # failed calls are availability events; shadow rows are dropped by sli_events
+            lf = read_log(ws, table=mspec.table, model=model, start=now - longest, end=now, include_errors=True)
+            log_cols = [c for c in ("ts", "status", "error", "latency_ms", "shadow") if c in lf.collect_schema().names()]
             frame = lf.select(log_cols).collect()
         out.append((evaluate_slo(sli_events(frame, slo), slo, now=now), slo))
     return out

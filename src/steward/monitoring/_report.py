@@ -3,7 +3,8 @@
 Everything comes from the metadata store's verdict, check and action records, so a
 report can be rebuilt at any time without touching the lake: distribution overlays
 (reference vs latest window), drift per column over time, and quality over time with
-the moments the monitor or the loop acted drawn as vertical lines.
+the moments the monitor acted (its actions) and the loop acted (its runs' outcomes, from
+``loop_runs``) drawn as vertical lines.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = ["ReportPaths", "build_report", "report_data"]
 logger = logging.getLogger(__name__)
 
 _ACTION_COLORS = {"alert": "#d62728", "retrain": "#1f77b4", "rollback": "#9467bd", "shadow-then-promote": "#2ca02c"}
+_OUTCOME_COLORS = {"promoted": "#17becf", "rolled_back": "#e377c2", "champion_kept": "#7f7f7f", "aborted": "#8c564b"}
 
 
 @dataclass(frozen=True)
@@ -53,22 +55,71 @@ def _parse_time(text: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def _loop_runs(ws: Workspace, model: str | None, limit: int) -> list[dict[str, Any]]:
+    """The self-healing loop's runs (``loop_runs``), oldest first."""
+    from steward.loop import loop_history
+
+    runs = [
+        {
+            "loop_id": r.loop_id,
+            "model": r.model,
+            "trigger": r.trigger,
+            "state": r.state,
+            "outcome": r.outcome,
+            "reason": r.reason,
+            "started_at": r.started_at,
+            "finished_at": r.finished_at,
+            "challenger_version": r.context.get("challenger_version"),
+        }
+        for r in loop_history(ws, model, limit=limit)
+    ]
+    return list(reversed(runs))
+
+
+def _markers(actions: list[dict[str, Any]], loops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The moments the monitor asked for something and the loop's runs ended (promoted, rolled back, champion kept)."""
+    out = [
+        {"at": a["created_at"], "source": "monitor", "kind": str(a.get("action")), "label": f"{a.get('action')}: {a.get('reason') or ''}"}
+        for a in actions
+        if a.get("created_at")
+    ]
+    for run in loops:
+        if run.get("finished_at") and run.get("outcome"):
+            label = f"loop {run['outcome']}: {run.get('reason') or ''}"
+            out.append({"at": run["finished_at"], "source": "loop", "kind": str(run["outcome"]), "label": label})
+    out.sort(key=lambda mk: _parse_time(mk["at"]) or datetime.min.replace(tzinfo=UTC))
+    return out
+
+
 def report_data(ws: Workspace, *, model: str | None = None, limit: int = 200) -> dict[str, Any]:
-    """The machine-readable report: per model, the latest verdict, the history of checks and the actions."""
+    """The machine-readable report: per model, the latest verdict, the history of checks, the actions and loop runs.
+
+    ``markers`` lists, per model, the moments to draw on the plots: the monitor's actions
+    (``source: monitor``) and the loop's outcomes (``source: loop``: ``promoted``,
+    ``rolled_back``, ``champion_kept`` or ``aborted``).
+    """
     verdicts = list_verdicts(ws, model, limit=limit)
     checks = list_checks(ws, [v["verdict_id"] for v in verdicts])
     by_verdict: dict[str, list[dict[str, Any]]] = {}
     for c in checks:
         by_verdict.setdefault(c["verdict_id"], []).append(c)
-    models: dict[str, Any] = {}
+    models: dict[str, dict[str, Any]] = {}
+
+    def slot(name: str) -> dict[str, Any]:
+        return models.setdefault(name, {"history": [], "actions": [], "loops": [], "markers": [], "latest": None})
+
     for v in verdicts:
-        m = models.setdefault(v["model"], {"history": [], "actions": [], "latest": None})
+        m = slot(v["model"])
         entry = {k: v[k] for k in ("verdict_id", "version", "window_start", "window_end", "n_rows", "status", "created_at")}
         entry["checks"] = [{k: c[k] for k in c if k not in ("verdict_id",)} for c in by_verdict.get(v["verdict_id"], [])]
         m["history"].append(entry)
         m["latest"] = {**entry, "details": v["details"]}
     for a in list_actions(ws, model):
-        models.setdefault(a["model"], {"history": [], "actions": [], "latest": None})["actions"].append(a)
+        slot(a["model"])["actions"].append(a)
+    for run in _loop_runs(ws, model, limit):
+        slot(run["model"])["loops"].append(run)
+    for m in models.values():
+        m["markers"] = _markers(m["actions"], m["loops"])
     return {"generated_at": datetime.now(UTC).isoformat(), "project": ws.spec.project, "models": models}
 
 
@@ -107,32 +158,33 @@ def _overlay(name: str, dist: dict[str, Any]) -> str:
     return _png(fig)
 
 
-def _vlines(ax: Any, actions: list[dict[str, Any]]) -> None:
+def _vlines(ax: Any, markers: list[dict[str, Any]]) -> None:
     seen: set[str] = set()
-    for a in actions:
-        t = _parse_time(a.get("created_at"))
+    for mk in markers:
+        t = _parse_time(mk.get("at"))
         if t is None:
             continue
-        kind = str(a.get("action"))
-        ax.axvline(
-            t, color=_ACTION_COLORS.get(kind, "#000000"), linestyle="--", linewidth=1, label=None if kind in seen else f"action: {kind}"
-        )
-        seen.add(kind)
+        kind, source = str(mk.get("kind")), mk.get("source")
+        label = f"action: {kind}" if source == "monitor" else f"loop: {kind}"
+        # the monitor asked (dashed); the loop acted (solid)
+        color = _ACTION_COLORS.get(kind, "#000000") if source == "monitor" else _OUTCOME_COLORS.get(kind, "#000000")
+        ax.axvline(t, color=color, linestyle="--" if source == "monitor" else "-", linewidth=1, label=None if label in seen else label)
+        seen.add(label)
 
 
-def _series_plot(title: str, series: dict[str, list[tuple[datetime, float]]], actions: list[dict[str, Any]], ylabel: str) -> str:
+def _series_plot(title: str, series: dict[str, list[tuple[datetime, float]]], markers: list[dict[str, Any]], ylabel: str) -> str:
     fig = _figure(7.5, 3.0)
     ax = fig.add_subplot()
     for name, pts in sorted(series.items()):
         if pts:
             xs, ys = zip(*sorted(pts), strict=True)
             ax.plot(xs, ys, marker="o", markersize=3, linewidth=1, label=name)
-    _vlines(ax, actions)
+    _vlines(ax, markers)
     ax.set_title(title, fontsize=10)
     ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(labelsize=7)
     fig.autofmt_xdate()
-    if series or actions:
+    if series or markers:
         ax.legend(fontsize=6, ncol=3)
     return _png(fig)
 
@@ -147,6 +199,7 @@ def _model_section(name: str, m: dict[str, Any]) -> str:
     parts = [f"<h2>Model {_esc(name)}</h2>"]
     latest = m.get("latest")
     actions = m.get("actions", [])
+    markers = m.get("markers", [])
     # drift per column over time, and quality over time, each with the moments actions were taken
     drift: dict[str, list[tuple[datetime, float]]] = {}
     quality: dict[str, list[tuple[datetime, float]]] = {}
@@ -163,9 +216,9 @@ def _model_section(name: str, m: dict[str, Any]) -> str:
             elif c["target"] == "performance":
                 quality.setdefault(f"{c['detector']} [{c['column_name']}]", []).append((t, float(c["value"])))
     parts.append('<div class="row">')
-    parts.append(f'<img alt="drift over time" src="{_series_plot("Drift per column over time", drift, actions, "statistic")}">')
+    parts.append(f'<img alt="drift over time" src="{_series_plot("Drift per column over time", drift, markers, "statistic")}">')
     parts.append(
-        f'<img alt="performance over time" src="{_series_plot("Quality over time (labelled windows)", quality, actions, "metric")}">'
+        f'<img alt="performance over time" src="{_series_plot("Quality over time (labelled windows)", quality, markers, "metric")}">'
     )
     parts.append("</div>")
     if latest:
@@ -211,6 +264,17 @@ def _model_section(name: str, m: dict[str, Any]) -> str:
             parts.append(
                 f"<tr><td>{_esc(a['created_at'])}</td><td>{_esc(a['policy'])}</td><td>{_esc(a['action'])}</td>"
                 f"<td>{_esc(a['status'])}</td><td>{_esc(a['reason'])}</td><td>{link}</td></tr>"
+            )
+        parts.append("</table>")
+    loops = [r for r in m.get("loops", []) if r.get("finished_at")]
+    if loops:
+        parts.append(
+            "<h3>Loop runs</h3><table><tr><th>finished</th><th>trigger</th><th>outcome</th><th>challenger</th><th>reason</th></tr>"
+        )
+        for r in loops:
+            parts.append(
+                f"<tr><td>{_esc(r['finished_at'])}</td><td>{_esc(r['trigger'])}</td><td>{_esc(r['outcome'])}</td>"
+                f"<td>{_esc(r.get('challenger_version'))}</td><td>{_esc(r.get('reason'))}</td></tr>"
             )
         parts.append("</table>")
     return "\n".join(parts)

@@ -24,7 +24,7 @@ from steward.monitoring._windows import parse_duration
 if TYPE_CHECKING:
     from steward.spec import SloSpec
 
-__all__ = ["DEFAULT_BURN_ALERTS", "BurnAlert", "SloStatus", "burn_rate", "evaluate_slo", "sli_events", "slo_kind"]
+__all__ = ["DEFAULT_BURN_ALERTS", "BurnAlert", "SloStatus", "burn_rate", "evaluate_slo", "quality_events", "sli_events", "slo_kind"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,23 +92,49 @@ def sli_events(log: pl.DataFrame, slo: SloSpec) -> pl.DataFrame:
     """The good/bad events of an SLO from the prediction log: columns ``ts`` and ``good``.
 
     Availability: a row is bad when its ``status`` is an HTTP 5xx (or ``error``) or its ``error``
-    column is set; a log without such columns only holds served predictions, all good.
+    column is set; a log without such columns only holds served predictions, all good, and so
+    are the null ``status``/``error`` of rows written before the server logged failures.
     Latency: good when ``latency_ms <= threshold_ms``.
     Quality: needs labels, see :func:`steward.monitoring.evaluate_policies`; here every row is good.
+    Shadow rows (a challenger's answers to copies, never returned to a caller) are no events.
     """
     kind = slo_kind(slo)
+    if "shadow" in log.columns:
+        log = log.filter(~pl.col("shadow").fill_null(False))
     if log.height == 0:
         return pl.DataFrame({"ts": [], "good": []}, schema={"ts": pl.Datetime("us", "UTC"), "good": pl.Boolean})
     good: pl.Expr = pl.lit(True)
     if kind == "availability":
         if "status" in log.columns:
             st = pl.col("status")
-            good = (st.cast(pl.Int64, strict=False) < 500).fill_null(st.cast(pl.Utf8) != "error")
-        elif "error" in log.columns:
-            good = pl.col("error").is_null()
+            # a null status (a row older than the column) is a served prediction: good
+            good = (st.cast(pl.Int64, strict=False) < 500).fill_null(st.cast(pl.Utf8) != "error").fill_null(True)
+        if "error" in log.columns:
+            good = good & pl.col("error").is_null()
     elif kind == "latency" and "latency_ms" in log.columns:
         good = (pl.col("latency_ms") <= (slo.threshold_ms if slo.threshold_ms is not None else 100.0)).fill_null(False)
     return log.select(pl.col("ts").cast(pl.Datetime("us", "UTC")), good.alias("good"))
+
+
+def quality_events(joined: pl.DataFrame, slo: SloSpec, *, threshold: float = 0.5) -> pl.DataFrame:
+    """The good/bad events of a quality SLO from labelled predictions: columns ``ts`` and ``good``.
+
+    Every labelled prediction is an event, good when it is correct at ``threshold`` (a score at or
+    above it predicts the positive class): the per-prediction form of accuracy. Whole-window
+    metrics (``roc_auc``, ``brier``, ...) have no per-prediction form; a quality SLO's ``min_value``
+    on its ``metric`` is checked on the labelled window instead (see :func:`steward.monitoring.evaluate`).
+
+    Args:
+        joined: Predictions with their labels (``ts``, ``prediction``, ``label``), as
+            :func:`steward.monitoring.join_labels` returns them.
+        slo: The quality SLO (its events do not depend on it; kept for symmetry with :func:`sli_events`).
+        threshold: Score from which a prediction counts as positive.
+    """
+    if joined.height == 0 or not {"ts", "prediction", "label"} <= set(joined.columns):
+        return pl.DataFrame({"ts": [], "good": []}, schema={"ts": pl.Datetime("us", "UTC"), "good": pl.Boolean})
+    predicted = pl.col("prediction").cast(pl.Float64) >= threshold
+    actual = pl.col("label").cast(pl.Float64) >= 0.5
+    return joined.select(pl.col("ts").cast(pl.Datetime("us", "UTC")), (predicted == actual).fill_null(False).alias("good"))
 
 
 def evaluate_slo(

@@ -262,10 +262,18 @@ def read_log(
     version: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
+    include_errors: bool = False,
 ) -> pl.LazyFrame:
-    """A lazy scan of the prediction log, filtered by model, version and ``[start, end)``."""
+    """A lazy scan of the prediction log, filtered by model, version and ``[start, end)``.
+
+    Rows of failed model calls (``status = "error"``, no prediction) are left out unless
+    ``include_errors`` (the availability SLI wants them; drift and performance do not). Rows
+    older than the ``status`` column read it as null: served predictions.
+    """
     lf = ws.lake.scan(table)
     names = lf.collect_schema().names()
+    if not include_errors and "status" in names:
+        lf = lf.filter(pl.col("status").cast(pl.Utf8).fill_null("ok") != "error")
     if model is not None and "model" in names:
         lf = lf.filter(pl.col("model") == model)
     if version is not None and "version" in names:

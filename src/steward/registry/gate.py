@@ -39,6 +39,7 @@ import polars as pl
 
 from steward.backends.sql_metadata import utcnow
 from steward.errors import Conflict, GateFailed, NotFound
+from steward.governance.audit import file_ref
 from steward.registry.loader import load_verified_model
 from steward.registry.versions import CHALLENGER, CHAMPION, current_actor, get_alias_version, get_model_version
 from steward.training import tracking
@@ -287,12 +288,18 @@ def _record(ws: Workspace, verdict: GateVerdict) -> None:
             verdict.created_at,
         ),
     )
+    # the card gets the verdict before the audit entry is written, so the entry links to the exact card
+    card = _write_card_verdict(ws, verdict, body)
+    outputs: dict[str, Any] = {"verdict": body}
+    if card is not None:
+        outputs["card"] = file_ref(card[0], ws.spec.base_dir)
+        outputs["card_json"] = file_ref(card[1], ws.spec.base_dir)
     ws.audit.append(
         "registry.gate",
         f"model:{verdict.model_name}@{verdict.challenger_version}",
         actor=verdict.actor,
         model=verdict.model_name,
-        outputs={"verdict": body},
+        outputs=outputs,
         details={
             "passed": verdict.passed,
             "champion_version": verdict.champion_version,
@@ -315,20 +322,23 @@ def _record(ws: Workspace, verdict: GateVerdict) -> None:
     client.set_model_version_tag(
         verdict.model_name, str(verdict.challenger_version), "steward.gate", "passed" if verdict.passed else "failed"
     )
-    _update_card(ws, verdict, body, client)
+    if card is not None:
+        from steward.training.cards import log_card
+
+        log_card(client, verdict.run_id, ws, verdict.model_name, verdict.challenger_version)
 
 
-def _update_card(ws: Workspace, verdict: GateVerdict, body: dict[str, Any], client: Any) -> None:
-    from steward.training.cards import card_paths, log_card, write_card
+def _write_card_verdict(ws: Workspace, verdict: GateVerdict, body: dict[str, Any]) -> tuple[Path, Path] | None:
+    """Add the verdict to the challenger's card; return its ``(markdown, json)`` paths, or None without a card."""
+    from steward.training.cards import card_paths, write_card
 
     _, js = card_paths(ws, verdict.model_name, verdict.challenger_version)
     if not js.exists():
         logger.warning("no card for %s v%s; gate verdict not added to a card", verdict.model_name, verdict.challenger_version)
-        return
+        return None
     card = json.loads(Path(js).read_text(encoding="utf-8"))
     card["gate"] = {k: body[k] for k in ("verdict_id", "passed", "champion_version", "created_at", "actor", "checks")}
-    write_card(ws, card)
-    log_card(client, verdict.run_id, ws, verdict.model_name, verdict.challenger_version)
+    return write_card(ws, card), js
 
 
 def gate_history(ws: Workspace, name: str, version: int | None = None) -> list[dict[str, Any]]:

@@ -29,9 +29,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BatchStats", "MicroBatcher"]
+__all__ = ["BatchStats", "BatcherClosed", "MicroBatcher"]
 
 logger = logging.getLogger(__name__)
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher was closed (its model version retired by a swap) before this request was submitted.
+
+    Nothing ran: the caller may submit the same request to the version now serving.
+    """
 
 
 @dataclass
@@ -111,9 +118,13 @@ class MicroBatcher:
             self._expected -= 1
 
     async def submit(self, rows: np.ndarray) -> np.ndarray:
-        """Predict ``rows`` (a 2-D matrix), batched with concurrent callers."""
+        """Predict ``rows`` (a 2-D matrix), batched with concurrent callers.
+
+        Raises:
+            BatcherClosed: the batcher is closed; the model was not called.
+        """
         if self._closed:
-            raise RuntimeError("batcher is closed")
+            raise BatcherClosed("batcher is closed")
         if self.call_s < self.inline_below_s and len(rows) < self.max_batch_size and self._submitted == 0 and not self._inflight_batches:
             out = self._predict(rows)
             self.inline_calls += 1

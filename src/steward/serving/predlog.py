@@ -8,7 +8,13 @@ record is dropped and counted, so a slow lake can never slow a response.
 Table schema (``logs.predictions`` by default, partitioned by ``_date``)::
 
     request_id, ts (timestamp, UTC), model, version, variant, shadow (bool),
-    features (JSON), prediction (double), latency_ms (double), _date
+    features (JSON), prediction (double, null when the model failed), latency_ms (double),
+    status ("ok" or "error"), error (short error code, null when ok), _date
+
+A request whose model call failed is logged too (``status = "error"``), so the
+availability SLI sees it; a rejected request (4xx) is the caller's error and is not
+logged. Tables written before ``status``/``error`` existed gain them on the next
+append (schema merge); their old rows read as null, which counts as ok.
 """
 
 from __future__ import annotations
@@ -35,7 +41,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class PredictionRecord:
-    """One logged prediction (features kept as the validated row; encoded off the request path)."""
+    """One logged prediction (features kept as the validated row; encoded off the request path).
+
+    ``status`` is ``"ok"``, or ``"error"`` for a request whose model call failed; then ``error``
+    holds a short error code and ``prediction`` is None.
+    """
 
     request_id: str
     ts: float
@@ -43,9 +53,11 @@ class PredictionRecord:
     version: str
     variant: str
     features: Mapping[str, Any]
-    prediction: float
+    prediction: float | None
     latency_ms: float
     shadow: bool = False
+    status: str = "ok"
+    error: str | None = None
 
 
 class PredictionLogger:
@@ -255,6 +267,8 @@ def records_to_arrow(batch: list[PredictionRecord]) -> Any:
             "features": pa.array([encode(r.features) for r in batch], pa.string()),
             "prediction": pa.array([r.prediction for r in batch], pa.float64()),
             "latency_ms": pa.array([r.latency_ms for r in batch], pa.float64()),
+            "status": pa.array([r.status for r in batch], pa.string()),
+            "error": pa.array([r.error for r in batch], pa.string()),
             "_date": pc.strftime(ts, format="%Y-%m-%d"),
         }
     )

@@ -7,10 +7,17 @@
   keeps serving what it has when the registry is unreachable;
 * polls the registry and the rollout table every ``poll_interval_s``: a moved alias
   loads the new version beside the old one and swaps it in atomically; requests
-  already routed finish on the old batcher, so none is dropped;
-* routes each request with the pure router, batches it, logs it, and for shadow
-  rollouts hands a copy to a bounded queue served by separate tasks with a timeout;
-* evaluates running progressive rollouts against their SLOs and records every step.
+  already routed finish on the old batcher, so none is dropped, and a request that
+  reaches a retired batcher (it was waiting on the online store) is routed again;
+* routes each request with the pure router, batches it, logs it (failed model calls
+  too, as ``status = "error"``), and for shadow rollouts hands a copy of the validated
+  rows to a bounded queue served by separate tasks with a timeout; the challenger
+  encodes them itself (its category codes and features are its own);
+* evaluates running rollouts against their SLOs on its own tick (whatever the poll
+  interval, 0 included) and records every step.
+
+Challenger slots never run inline on the event loop: an untried model that is fast
+most of the time and sometimes slow would stall every request while it computes.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import numpy as np
 
 from steward.errors import BackendUnavailable, Conflict, LimitExceeded, NotFound, StewardError
 from steward.observability.metrics import ServingMetrics
-from steward.serving.batching import MicroBatcher
+from steward.serving.batching import BatcherClosed, MicroBatcher
 from steward.serving.predlog import PredictionLogger, PredictionRecord
 from steward.serving.rollout import RolloutController, RolloutState, rules_from_spec
 from steward.serving.router import Route, RoutePolicy, evaluate_step, route
@@ -48,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 Loader = Callable[[str, str, list[str]], ModelRuntime]
 Resolver = Callable[[str, str], str | None]
+# a shadow copy: the validated rows the champion saw (raw values, not its encoding), its scores, the request id
+ShadowCopy = tuple[list[Any], np.ndarray, str]
 
 
 class ModelFailed(StewardError):
@@ -85,7 +94,7 @@ class ServedModel:
     last_error: str | None = None
     sticky_key: str | None = None
     assignments: OrderedDict[str, str] = field(default_factory=OrderedDict)
-    shadow_queue: asyncio.Queue[tuple[np.ndarray, np.ndarray, list[Mapping[str, Any]], str]] | None = None
+    shadow_queue: asyncio.Queue[ShadowCopy] | None = None
     shadow_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -113,6 +122,12 @@ class PredictResult:
 
 
 _ASSIGNMENTS_MAX = 100_000
+# how often a request that met a retired batcher (a swap during its online lookup) is routed again
+_SWAP_RETRIES = 3
+# rollout evaluation tick: a quarter of the shortest step window, within these bounds; idle: every second
+_TICK_MIN_S = 0.25
+_TICK_MAX_S = 5.0
+_TICK_IDLE_S = 1.0
 
 
 class ModelServer:
@@ -218,7 +233,9 @@ class ModelServer:
         plog = self.prediction_logger
         if plog is not None:
             plog.start()
-        self._tasks.append(asyncio.get_running_loop().create_task(self._poll_loop(), name="steward-poll"))
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._poll_loop(), name="steward-poll"))
+        self._tasks.append(loop.create_task(self._tick_loop(), name="steward-rollout-tick"))
 
     async def stop(self) -> None:
         """Stop polling, drain batchers, flush the prediction log."""
@@ -261,12 +278,31 @@ class ModelServer:
         while True:
             await self.refresh()
             if interval <= 0:
-                # no polling: retry only until everything is loaded
+                # no polling: retry only until everything is loaded (rollouts are still evaluated by _tick_loop)
                 if self.ready:
                     return
                 await asyncio.sleep(1.0)
             else:
                 await asyncio.sleep(min(interval, 5.0) if not self.ready else interval)
+
+    def _tick_interval(self) -> float:
+        """Seconds to the next rollout evaluation: a quarter of the shortest running step window, bounded."""
+        windows = [
+            m.rollout.spec.step_window_s for m in self.models.values() if m.rollout is not None and m.rollout.active and m.rollout.spec.auto
+        ]
+        if not windows:
+            return _TICK_IDLE_S
+        return min(_TICK_MAX_S, max(_TICK_MIN_S, min(windows) / 4.0))
+
+    async def _tick_loop(self) -> None:
+        # separate from the alias poll: with poll_interval_s = 0 (or a long one) running rollouts must still
+        # advance and, above all, roll back on a breach
+        while True:
+            await asyncio.sleep(self._tick_interval())
+            try:
+                await self.tick_all()
+            except Exception as exc:  # never let the evaluation task die
+                logger.warning("rollout evaluation failed: %s", exc)
 
     async def refresh(self) -> dict[str, Any]:
         """One poll: pick up moved aliases and rollout changes, then evaluate running rollouts. Never raises."""
@@ -283,6 +319,12 @@ class ModelServer:
         await self.tick_all()
         return report
 
+    def _inline_ms(self, variant: str) -> float:
+        """The batcher's inline threshold: the configured one for the champion, 0 (always the worker thread) otherwise."""
+        cfg = self.serving.batching
+        # a challenger is untried: one slow call inline would block the event loop (and defeat the shadow timeout)
+        return cfg.inline_below_ms if cfg.enabled and variant == "champion" else 0.0
+
     def _slot(self, m: ServedModel, rt: ModelRuntime, variant: str) -> VariantSlot:
         cfg = self.serving.batching
         labels = (m.name, variant)
@@ -296,7 +338,7 @@ class ModelServer:
             on_batch=hist.observe,
             on_depth=gauge.set,
             name=f"{m.name}-{variant}",
-            inline_below_ms=cfg.inline_below_ms if cfg.enabled else 0.0,
+            inline_below_ms=self._inline_ms(variant),
         )
         return VariantSlot(rt, batcher, VariantWindow(window_s))
 
@@ -348,6 +390,7 @@ class ModelServer:
                 old = m.champion
                 if m.challenger is not None and m.challenger.version == want:
                     new = m.challenger  # promoted: the challenger already loaded becomes the champion
+                    new.batcher.inline_below_s = self._inline_ms("champion") / 1000.0
                     m.challenger = None
                     self._set_loaded(m, "challenger", new, None)
                 else:
@@ -500,24 +543,26 @@ class ModelServer:
         if decision.action == "hold":
             return st
         metrics = {"challenger": self.variant_stats(name).get("challenger"), "champion": self.variant_stats(name).get("champion")}
-        lock_name, owner = f"rollout:{name}", uuid.uuid4().hex
-        got = await asyncio.to_thread(ctl.store.try_lock, lock_name, owner, 30.0)
-        if not got:
-            return st  # another replica is applying a decision
-        try:
-            fresh = await asyncio.to_thread(ctl.active, name)
-            if fresh is None or fresh.rollout_id != st.rollout_id or fresh.step_index != st.step_index:
-                new_state: RolloutState | None = fresh
-            else:
-                try:
-                    new_state = await asyncio.to_thread(lambda: ctl.apply(fresh, decision, metrics))
-                except StewardError as exc:  # e.g. the gate refuses promotion: stay at 100 % and say why
-                    logger.warning("rollout of %s could not %s: %s", name, decision.action, exc)
-                    return st
-        finally:
-            await asyncio.to_thread(ctl.store.release_lock, lock_name, owner)
-        self.metrics.rollout_events.labels(name, decision.action).inc()
-        await self._apply_rollout_state(m, new_state if new_state is not None and new_state.active else None)
+        # under the reload lock: a concurrent reload must not re-apply the rollout state this decision replaces
+        async with self._reload_lock or asyncio.Lock():
+            lock_name, owner = f"rollout:{name}", uuid.uuid4().hex
+            got = await asyncio.to_thread(ctl.store.try_lock, lock_name, owner, 30.0)
+            if not got:
+                return st  # another replica is applying a decision
+            try:
+                fresh = await asyncio.to_thread(ctl.active, name)
+                if fresh is None or fresh.rollout_id != st.rollout_id or fresh.step_index != st.step_index:
+                    new_state: RolloutState | None = fresh
+                else:
+                    try:
+                        new_state = await asyncio.to_thread(lambda: ctl.apply(fresh, decision, metrics))
+                    except StewardError as exc:  # e.g. the gate refuses promotion: stay at 100 % and say why
+                        logger.warning("rollout of %s could not %s: %s", name, decision.action, exc)
+                        return st
+            finally:
+                await asyncio.to_thread(ctl.store.release_lock, lock_name, owner)
+            self.metrics.rollout_events.labels(name, decision.action).inc()
+            await self._apply_rollout_state(m, new_state if new_state is not None and new_state.active else None)
         if decision.action == "complete":
             with contextlib.suppress(StewardError):
                 await self.reload(name)
@@ -545,18 +590,34 @@ class ModelServer:
         m.shadow_tasks.clear()
         self.metrics.shadow_queue.labels(m.name).set(0)
 
-    async def _shadow_worker(self, m: ServedModel, q: asyncio.Queue[tuple[np.ndarray, np.ndarray, list[Mapping[str, Any]], str]]) -> None:
+    async def _shadow_predict(self, m: ServedModel, slot: VariantSlot, rows: list[Any]) -> tuple[list[Any], np.ndarray]:
+        """The challenger's answer to a shadow copy: its own online features, validation and encoding."""
+        if m.spec.entity_keys:
+            rows = await self._fill_online(m, slot, rows)
+        # fields only the champion takes are no error of the challenger's (a retrain may drop a feature)
+        keep = {*slot.runtime.feature_names, *m.spec.entity_keys}
+        rows = [{k: v for k, v in r.items() if k in keep} for r in rows]
+        errors = field_errors(slot.runtime.schema, rows)
+        if errors:
+            raise validation_error(errors)
+        # category codes are relearned at every training run: the champion's matrix would mean other categories here
+        x = slot.runtime.to_input(rows)  # type: ignore[attr-defined]
+        return rows, await slot.batcher.submit(x)
+
+    async def _shadow_worker(self, m: ServedModel, q: asyncio.Queue[ShadowCopy]) -> None:
         timeout = self.serving.shadow.timeout_ms / 1000.0
         gauge = self.metrics.shadow_queue.labels(m.name)
         while True:
-            x, champion_scores, rows, request_id = await q.get()
+            rows, champion_scores, request_id = await q.get()
             gauge.set(q.qsize())
             slot = m.challenger
             if slot is None:
                 continue
             t0 = time.perf_counter()
             try:
-                scores = await asyncio.wait_for(slot.batcher.submit(x), timeout)
+                rows, scores = await asyncio.wait_for(self._shadow_predict(m, slot, rows), timeout)
+            except BatcherClosed:
+                continue  # the challenger was swapped out meanwhile: nothing to compare against
             except TimeoutError:
                 slot.window.record((time.perf_counter() - t0) * 1000.0, True)
                 self.metrics.shadow_errors.labels(m.name, "timeout").inc()
@@ -661,26 +722,20 @@ class ModelServer:
         r: Route = route(m.policy, key, self._rng.random()) if m.policy.mode != "none" else Route("champion")
         slot = m.challenger if r.serve == "challenger" and m.challenger is not None else champion
         label = r.variant_label if slot is not m.champion or r.serve == "champion" else "champion"
+        raw = rows
         if m.spec.entity_keys:
             rows = await self._fill_online(m, slot, rows)
         errors = field_errors(slot.runtime.schema, rows)
         if errors:
             raise validation_error(errors)
         x = slot.runtime.to_input(rows)  # type: ignore[attr-defined]
-        version = slot.version
         try:
             scores = await slot.batcher.submit(x)
+        except BatcherClosed:
+            slot, label, rows, scores = await self._resubmit(m, r, raw, rid, t0)
         except Exception as exc:
-            latency = (time.perf_counter() - t0) * 1000.0
-            slot.window.record(latency, True)
-            self.metrics.requests.labels(name, version, label, "error").inc()
-            self.metrics.duration.labels(name, version, label).observe(latency / 1000.0)
-            logger.exception("model %s v%s failed on request %s", name, version, rid)
-            raise ModelFailed(
-                f"model {name} v{version} failed: {type(exc).__name__}",
-                hint="see the server log for this request id",
-                details={"request_id": rid},
-            ) from exc
+            raise self._model_failed(m, slot, label, rid, rows, t0, exc) from exc
+        version = slot.version
         latency = (time.perf_counter() - t0) * 1000.0
         preds = scores.tolist()
         slot.window.record(latency, False, sum(preds) / len(preds) if preds else math.nan)
@@ -695,7 +750,7 @@ class ModelServer:
         self._log(m, slot, label, rid, rows, scores, latency)
         if r.shadow and m.challenger is not None and m.shadow_queue is not None:
             try:
-                m.shadow_queue.put_nowait((x, scores, rows, rid))
+                m.shadow_queue.put_nowait((rows, scores, rid))
                 met.shadow_queue.labels(name).set(m.shadow_queue.qsize())
             except asyncio.QueueFull:
                 met.shadow_dropped.labels(name).inc()
@@ -704,6 +759,54 @@ class ModelServer:
             if len(m.assignments) > _ASSIGNMENTS_MAX:
                 m.assignments.popitem(last=False)
         return PredictResult(rid, name, version, label, preds, latency)
+
+    async def _resubmit(
+        self, m: ServedModel, r: Route, raw: list[Any], rid: str, t0: float
+    ) -> tuple[VariantSlot, str, list[Any], np.ndarray]:
+        """Route a request again after a swap retired its version under it (it waited on the online store).
+
+        Nothing ran on the retired version, so this is no model error: the request goes to whatever
+        serves its route now (revalidated and re-encoded: the new version's schema may differ).
+        """
+        for _ in range(_SWAP_RETRIES):
+            slot = m.challenger if r.serve == "challenger" and m.challenger is not None else m.champion
+            if slot is None:
+                break
+            label = r.variant_label if slot is not m.champion or r.serve == "champion" else "champion"
+            rows = await self._fill_online(m, slot, raw) if m.spec.entity_keys else raw
+            errors = field_errors(slot.runtime.schema, rows)
+            if errors:
+                raise validation_error(errors)
+            x = slot.runtime.to_input(rows)  # type: ignore[attr-defined]
+            try:
+                return slot, label, rows, await slot.batcher.submit(x)
+            except BatcherClosed:
+                logger.debug("model %s v%s was swapped out under request %s", m.name, slot.version, rid)
+                continue
+            except Exception as exc:
+                raise self._model_failed(m, slot, label, rid, rows, t0, exc) from exc
+        raise BackendUnavailable(
+            f"model {m.name} was swapped several times during this request", code="serving.swapping", hint="retry the request"
+        )
+
+    def _model_failed(
+        self, m: ServedModel, slot: VariantSlot, label: str, rid: str, rows: list[Any], t0: float, exc: Exception
+    ) -> ModelFailed:
+        """Count, log and describe a failed model call (the caller raises the result)."""
+        name, version = m.name, slot.version
+        latency = (time.perf_counter() - t0) * 1000.0
+        slot.window.record(latency, True)
+        self.metrics.requests.labels(name, version, label, "error").inc()
+        self.metrics.duration.labels(name, version, label).observe(latency / 1000.0)
+        logger.error("model %s v%s failed on request %s", name, version, rid, exc_info=exc)
+        failed = ModelFailed(
+            f"model {name} v{version} failed: {type(exc).__name__}",
+            hint="see the server log for this request id",
+            details={"request_id": rid},
+        )
+        # logged so the availability SLI counts it (a rejected request, 4xx, never gets this far)
+        self._log(m, slot, label, rid, rows, None, latency, error=failed.code)
+        return failed
 
     def _children(self, name: str, version: str, label: str) -> tuple[Any, Any, Any, Any]:
         """The labelled metric children of one (model, version, variant), looked up once."""
@@ -727,11 +830,13 @@ class ModelServer:
         label: str,
         rid: str,
         rows: Sequence[Mapping[str, Any]],
-        scores: np.ndarray,
+        scores: np.ndarray | None,
         latency: float,
         *,
         shadow: bool = False,
+        error: str | None = None,
     ) -> None:
+        """Queue one record per row; ``scores`` None with an ``error`` code for a failed model call."""
         plog = self._predlog if self._predlog is not None else (self.prediction_logger if self.serving.prediction_log.enabled else None)
         if plog is None:
             return
@@ -740,11 +845,22 @@ class ModelServer:
         # entity keys are logged too: delayed labels join on them (flight, time_hour, ...)
         keys = [k for k in m.spec.entity_keys if k not in names]
         per_row = latency / max(1, len(rows))
+        status = "ok" if error is None else "error"
         for i, row in enumerate(rows):
             feats = row if len(row) == len(names) and not keys else {n: row.get(n) for n in (*names, *keys)}
             plog.log(
                 PredictionRecord(
-                    rid if len(rows) == 1 else f"{rid}:{i}", now, m.name, slot.version, label, feats, float(scores[i]), per_row, shadow
+                    rid if len(rows) == 1 else f"{rid}:{i}",
+                    now,
+                    m.name,
+                    slot.version,
+                    label,
+                    feats,
+                    None if scores is None else float(scores[i]),
+                    per_row,
+                    shadow,
+                    status,
+                    error,
                 )
             )
 

@@ -345,13 +345,22 @@ def train_model(
             pred_hash=pred_hash,
             actor=actor,
         )
+    outputs: dict[str, Any] = {"prediction_hash": pred_hash}
+    if card_path is not None and version is not None:
+        # link the entry to the exact card written for this version (the gate rewrites it later
+        # and records the new hash on its own entry)
+        from steward.governance.audit import file_ref
+        from steward.training.cards import card_paths
+
+        outputs["card"] = file_ref(card_path, ws.spec.base_dir)
+        outputs["card_json"] = file_ref(card_paths(ws, ms.name, version)[1], ws.spec.base_dir)
     ws.audit.append(
         "training.run",
         f"model:{ms.name}@{version}" if version is not None else f"run:{run_id}",
         actor=tags["steward.actor"],
         model=ms.name,
         inputs={"data_versions": data_versions},
-        outputs={"prediction_hash": pred_hash},
+        outputs=outputs,
         details={
             "run_id": run_id,
             "version": version,

@@ -12,7 +12,7 @@ Configured under ``llm.gateway`` in ``steward.yaml``::
         keys:                          # secrets come from environment variables, never from the spec
           team-a: {key_env: STEWARD_KEY_TEAM_A, team: a, budget: {tokens: 2000000, usd: 50, period: month},
                    rate_limit: {requests_per_minute: 600, tokens_per_minute: 200000}}
-        teams: {a: {budget: {usd: 200, period: month}}}
+        teams: {a: {budget: {usd: 200, period: month}, rate_limit: {requests_per_minute: 1200}}}
         prices: {"vllm:llama-3.1-8b-2025-01-01": {input_per_1m: 0.2, output_per_1m: 0.6}}
         cache: {exact: true, semantic: false, threshold: 0.95, ttl_s: 3600}
         circuit_breaker: {failures: 5, cooldown_s: 30}
@@ -24,7 +24,10 @@ rate limits and the exact cache live in SQLite under ROOT, or in Redis when
 (or body ``cache: "off"``) skips the cache; body ``steward_prompt: {name, variables}``
 prepends a versioned prompt from ``prompts/``. Answers carry ``x-steward-request-id``,
 ``x-steward-provider``, ``x-steward-cache``, ``x-steward-prompt-version`` and
-``x-steward-cost-usd`` headers.
+``x-steward-cost-usd`` headers. The ``llm.guardrails`` guards run on user messages and
+answers (block → 422 ``guardrail.<guard>``, redact, flag); their verdicts are in
+``x-steward-guardrails`` (``flagged:injection``) and on the span (``guardrails.verdicts``).
+Teams may have a rate limit too, shared by their keys.
 
 Usage::
 

@@ -1,4 +1,4 @@
-"""Budgets (tokens and money, per key and per team) and rate limits (per key), enforced atomically.
+"""Budgets (tokens and money) and rate limits (requests and tokens per minute), per key and per team, enforced atomically.
 
 A request reserves an estimate up front (prompt tokens + its max completion
 tokens, priced at the most expensive step of its fallback chain) in one atomic
@@ -6,6 +6,9 @@ tokens, priced at the most expensive step of its fallback chain) in one atomic
 within its cap and all are incremented, or the request is refused before it
 reaches a provider. After the answer, :meth:`BudgetEnforcer.settle` replaces
 the estimate by the actual amount. Money is counted in micro-dollars (integers).
+
+Counters: ``rl:<key>:req|tok:<minute>`` (key rate limits), ``rl:team:<team>:req|tok:<minute>``
+(team rate limits, shared by every key of the team), ``bud:key|team:<name>:tok|usd:<period>``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from datetime import UTC, datetime
 
 from steward.backends.base import CounterSpec, CounterStore
 from steward.llm.gateway._errors import BudgetExceeded, RateLimited
-from steward.spec import BudgetSpec, GatewayKeySpec, GatewaySpec
+from steward.spec import BudgetSpec, GatewayKeySpec, GatewaySpec, RateLimitSpec
 
 __all__ = ["MICRO", "BudgetEnforcer", "GatewayKey", "Reservation"]
 
@@ -70,6 +73,16 @@ class BudgetEnforcer:
         self.clock = clock
         self._periods: dict[tuple[str, int], tuple[str, float]] = {}
 
+    def _rate_limits(self, key: GatewayKey) -> list[tuple[str, str, str, RateLimitSpec]]:
+        # (scope, name, counter prefix, limit): the key's own, then its team's (shared by all the team's keys).
+        out: list[tuple[str, str, str, RateLimitSpec]] = []
+        if key.spec.rate_limit is not None:
+            out.append(("key", key.name, f"rl:{key.name}", key.spec.rate_limit))
+        team = self.spec.teams.get(key.team) if key.team else None
+        if team is not None and team.rate_limit is not None:
+            out.append(("team", key.team or "", f"rl:team:{key.team}", team.rate_limit))
+        return out
+
     def _budgets(self, key: GatewayKey) -> list[tuple[str, str, BudgetSpec]]:
         out: list[tuple[str, str, BudgetSpec]] = []
         if key.spec.budget is not None:
@@ -96,23 +109,22 @@ class BudgetEnforcer:
         """Reserve ``tokens`` and ``micro_usd`` for one request, or refuse it.
 
         Raises:
-            RateLimited: a per-minute limit would be exceeded (HTTP 429).
+            RateLimited: a key or team per-minute limit would be exceeded (HTTP 429).
             BudgetExceeded: a key or team budget would be exceeded (HTTP 402).
         """
         now = self.clock()
         res = Reservation(tokens=tokens, micro_usd=micro_usd)
         counters: list[CounterSpec] = []
         why: list[_Why] = []
-        rl = key.spec.rate_limit
-        if rl is not None:
-            minute = int(now // 60)
+        minute = int(now // 60)
+        for scope, name, prefix, rl in self._rate_limits(key):
             if rl.requests_per_minute is not None:
-                counters.append((f"rl:{key.name}:req:{minute}", 1, rl.requests_per_minute, 120.0))
-                why.append(("rate", "key", key.name, "requests", "per minute"))
+                counters.append((f"{prefix}:req:{minute}", 1, rl.requests_per_minute, 120.0))
+                why.append(("rate", scope, name, "requests", "per minute"))
             if rl.tokens_per_minute is not None:
-                k = f"rl:{key.name}:tok:{minute}"
+                k = f"{prefix}:tok:{minute}"
                 counters.append((k, tokens, rl.tokens_per_minute, 120.0))
-                why.append(("rate", "key", key.name, "tokens", "per minute"))
+                why.append(("rate", scope, name, "tokens", "per minute"))
                 res.token_keys.append((k, 120.0))
         for scope, name, budget in self._budgets(key):
             period, ttl = self._period(budget, now)

@@ -2,8 +2,9 @@
 
 Exact entries live in the :class:`~steward.backends.base.CacheStore` (SQLite or
 Redis, so replicas share them). Semantic entries are kept per process, per
-scope (model and prompt version), as L2-normalised vectors; a lookup is one
-matrix-vector product. The embedding function is injected (tests use a tiny
+scope (model, prompt version and the request's answer shape: ``response_format``,
+tools, sampling and length settings, see :func:`cache_scope`), as L2-normalised
+vectors; a lookup is one matrix-vector product. The embedding function is injected (tests use a tiny
 deterministic one; the default is the offline MiniLM of :mod:`steward.llm.embeddings`).
 """
 
@@ -23,7 +24,7 @@ from prometheus_client import Counter
 
 from steward.backends.base import CacheStore
 
-__all__ = ["CACHE_REQUESTS", "ExactCache", "SemanticCache", "cache_key", "request_text"]
+__all__ = ["CACHE_REQUESTS", "ExactCache", "SemanticCache", "cache_key", "cache_scope", "request_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +49,34 @@ _KEY_FIELDS = (
 )
 
 
+# Fields that change the shape of the answer rather than its subject: a similar question asked with another of these
+# (a JSON schema, tools, a temperature, a length) must never get the other's answer from the semantic cache.
+_SHAPE_FIELDS = ("response_format", "tools", "tool_choice", "temperature", "max_tokens", "max_completion_tokens")
+
+
 def cache_key(model: str, prompt_version: str, body: dict[str, Any]) -> str:
-    """The exact-cache key: SHA-256 of the request's answer-relevant fields, keys sorted."""
+    """The exact-cache key: SHA-256 of the request's answer-relevant fields, keys sorted.
+
+    The key covers the whole :func:`cache_scope` (its fields are among the hashed ones) and the messages.
+    """
     norm = {k: body[k] for k in _KEY_FIELDS if body.get(k) is not None}
     norm["model"] = model
     norm["prompt_version"] = prompt_version
     return "llm:" + hashlib.sha256(orjson.dumps(norm, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def cache_scope(model: str, prompt_version: str, body: dict[str, Any]) -> str:
+    """The semantic-cache scope: model, prompt version and a hash of the answer-shaping fields.
+
+    Only requests in the same scope can share an answer by similarity: a request with a JSON-schema
+    ``response_format`` (or other tools, ``tool_choice``, ``temperature``, ``max_tokens``) never gets
+    a plain-text answer cached for a similar question.
+    """
+    shape = {k: body[k] for k in _SHAPE_FIELDS if body.get(k) is not None}
+    if not shape:
+        return f"{model}|{prompt_version}"
+    digest = hashlib.sha256(orjson.dumps(shape, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    return f"{model}|{prompt_version}|{digest}"
 
 
 def request_text(body: dict[str, Any]) -> str:

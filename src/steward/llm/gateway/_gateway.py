@@ -1,4 +1,4 @@
-"""The gateway: authenticate, resolve, cache, reserve, route, validate, settle, record, trace."""
+"""The gateway: authenticate, resolve, reserve, guard, cache, route, validate, guard, settle, record, trace."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import hmac
 import itertools
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -19,8 +20,9 @@ from prometheus_client import Counter, Histogram
 
 from steward.errors import AuthError, StewardError, ValidationFailed
 from steward.llm.gateway._budget import MICRO, BudgetEnforcer, GatewayKey, Reservation
-from steward.llm.gateway._cache import CACHE_REQUESTS, ExactCache, SemanticCache, cache_key, default_embed, request_text
+from steward.llm.gateway._cache import CACHE_REQUESTS, ExactCache, SemanticCache, cache_key, cache_scope, default_embed, request_text
 from steward.llm.gateway._errors import InvalidOutput, ProviderError
+from steward.llm.gateway._guard import GatewayGuards, Verdict, raise_if_blocked, verdict_header
 from steward.llm.gateway._providers import EmbedFn, LocalProvider, Provider, build_provider, response_to_chunks
 from steward.llm.gateway._router import Attempts, CircuitBreaker, Router, Target
 from steward.llm.gateway._structured import json_schema_of, repair_messages, validate_output
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from steward.backends.base import CacheStore, CounterStore
+    from steward.spec import GuardrailsSpec
     from steward.workspace import Workspace
 
 __all__ = ["METRICS", "ChatResult", "Gateway"]
@@ -96,6 +99,8 @@ class _Req:
     target: Target | None = None
     cache: str = "miss"
     attempts: Attempts = field(default_factory=Attempts)
+    scope: str = ""
+    verdicts: list[Verdict] = field(default_factory=list)
 
 
 def _sse(chunk: Mapping[str, Any]) -> bytes:
@@ -107,6 +112,11 @@ def _tool_calls(response: dict[str, Any]) -> bool:
         return bool(response["choices"][0]["message"].get("tool_calls"))
     except (KeyError, IndexError, TypeError, AttributeError):
         return False
+
+
+def _guard_header(headers: dict[str, str], req: _Req) -> None:
+    if req.verdicts:
+        headers["x-steward-guardrails"] = verdict_header(req.verdicts)
 
 
 def _content(response: dict[str, Any]) -> str | None:
@@ -164,9 +174,18 @@ class Gateway:
         self.prompts = PromptRegistry(ws.spec.resolve(self.spec.prompts_dir))
         self.usage = UsageRecorder(ws.metadata)
         self.tracer = get_tracer(ws, "steward.llm.gateway")
+        self.guards = GatewayGuards()
         self._keys: list[tuple[bytes, GatewayKey]] = []
         self._load_keys()
         self._audit_budgets()
+        self._warm_guards()
+
+    def _warm_guards(self) -> None:
+        # The injection classifier trains on first use (about a second): do it now, off the first request's path.
+        from steward.llm.guardrails import injection
+
+        if self.ws.spec.llm.guardrails.injection.enabled and injection._scorer is None:
+            threading.Thread(target=injection.get_scorer, name="steward-guardrails-warmup", daemon=True).start()
 
     # -- keys --------------------------------------------------------------
     def _audit_budgets(self) -> None:
@@ -264,18 +283,31 @@ class Gateway:
         *,
         cache: bool | None = None,
         trace: Mapping[str, Any] | None = None,
+        guard: bool = True,
     ) -> ChatResult:
         """Answer an OpenAI chat-completions request.
+
+        The ``llm.guardrails`` guards apply (see :mod:`steward.llm.gateway._guard`): the input guards
+        (injection, PII) to the ``user`` messages before the cache and the provider see them, the
+        output guard (PII leak) to the answer. ``block`` refuses, ``redact`` masks, ``flag`` passes;
+        the verdicts go on the span (``guardrails.verdicts``) and in the ``x-steward-guardrails``
+        header. A streamed answer (relayed as it comes) cannot be taken back: its output findings are
+        recorded on the span as ``flagged`` once the stream ends, and the cache keeps the redacted
+        text (nothing when the action is ``block``).
 
         Args:
             body: The request body (``stream``, ``tools``, ``response_format`` supported). Gateway
                 extensions: ``cache: "off"`` and ``steward_prompt: {name, version?, variables?}``.
             key: The authenticated key (see :meth:`authenticate`).
             cache: Per-request cache switch (``x-steward-cache`` header); overrides the body's.
-            trace: Extra span attributes (e.g. ``rag.chunk_ids``, ``guardrails.verdicts``).
+            trace: Extra span attributes (e.g. ``rag.chunk_ids``, ``agent.run_id``).
+            guard: Run the guardrails. In-process callers that run the same guards on their own
+                user text (RAG, whose prompt also carries retrieved documents) pass False; the
+                HTTP edge never does.
 
         Raises:
             RateLimited, BudgetExceeded: refused before any provider is called.
+            ValidationFailed: a guard with action ``block`` fired (code ``guardrail.<guard>``).
             ProviderError: every provider in the chain failed.
             InvalidOutput: the answer did not match the JSON schema after one repair.
         """
@@ -302,6 +334,14 @@ class Gateway:
             est_out = int(body.get("max_tokens") or body.get("max_completion_tokens") or self.spec.default_max_tokens)
             est_micro = max(self.cost_micro(t, est_in, est_out) for t in targets)
             req.reservation = self.budget.reserve(key, est_in + est_out, est_micro)
+            # Guard before the cache: a blocked request gets nothing, and redacted text is what is hashed, embedded and sent.
+            gspec = self.ws.spec.llm.guardrails if guard else None
+            if gspec is not None and not GatewayGuards.active(gspec):
+                gspec = None
+            if gspec is not None:
+                body["messages"], found = self.guards.check_input(gspec, body["messages"])
+                req.verdicts.extend(found)
+                raise_if_blocked(found, "request")
             ckey = None
             vector = None
             hit: dict[str, Any] | None = None
@@ -313,16 +353,20 @@ class Gateway:
                     hit = self.exact.get(ckey)
                     req.cache = "exact" if hit is not None else "miss"
                 if hit is None and self.semantic is not None and not body.get("tools"):
+                    req.scope = cache_scope(model, prompt_version, body)
                     vector = await asyncio.to_thread(self.semantic.vector, request_text(body))
-                    found = self.semantic.get(f"{model}|{prompt_version}", vector)
-                    if found is not None:
-                        hit, similarity = found
+                    similar = self.semantic.get(req.scope, vector)
+                    if similar is not None:
+                        hit, similarity = similar
                         req.cache = "semantic"
                         span.set_attribute("llm.cache_similarity", similarity)
             headers["x-steward-cache"] = req.cache
             if hit is not None:
+                if gspec is not None:
+                    hit = self._guard_output(req, gspec, hit)
                 self._finish(req, "ok")  # settles the reservation to zero: a cached answer costs nothing
                 headers["x-steward-cost-usd"] = "0"
+                _guard_header(headers, req)
                 if stream:
                     return ChatResult(stream=self._replay(hit, include_usage), headers=headers)
                 return ChatResult(response=hit, headers=headers)
@@ -331,12 +375,16 @@ class Gateway:
                 head, rest, target = await self.router.open_stream(targets, body, req.attempts)
                 req.target = target
                 headers["x-steward-provider"] = target.ref
-                return ChatResult(stream=self._relay(req, head, rest, include_usage, ckey, vector, body), headers=headers)
+                _guard_header(headers, req)
+                return ChatResult(stream=self._relay(req, head, rest, include_usage, ckey, vector, body, gspec), headers=headers)
 
             response = await self._complete(req, targets, body, schema)
+            if gspec is not None:
+                response = self._guard_output(req, gspec, response)
             assert req.target is not None
             headers["x-steward-provider"] = req.target.ref
             headers["x-steward-cost-usd"] = f"{req.micro_usd / MICRO:.6f}"
+            _guard_header(headers, req)
             if use_cache:
                 self._store(req, ckey, vector, response)
             self._finish(req, "ok")
@@ -346,6 +394,12 @@ class Gateway:
         except BaseException as exc:
             self._finish(req, "error", exc)
             raise
+
+    def _guard_output(self, req: _Req, gspec: GuardrailsSpec, response: dict[str, Any]) -> dict[str, Any]:
+        guarded, found = self.guards.check_output(gspec, response)
+        req.verdicts.extend(found)
+        raise_if_blocked(found, "answer")
+        return guarded
 
     def _add_usage(self, req: _Req, target: Target, response: dict[str, Any], body: dict[str, Any]) -> None:
         # The provider's own counts win; the local tokenizer fills in when a provider reports none.
@@ -392,7 +446,7 @@ class Gateway:
         if ckey is not None and self.exact is not None:
             self.exact.put(ckey, response)
         if self.semantic is not None and vector is not None:
-            self.semantic.put(f"{req.model}|{req.prompt_version}", vector, response)
+            self.semantic.put(req.scope, vector, response)
 
     async def _replay(self, response: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
         for chunk in response_to_chunks(response):
@@ -412,8 +466,9 @@ class Gateway:
         ckey: str | None,
         vector: Any,
         body: dict[str, Any],
+        gspec: GuardrailsSpec | None = None,
     ) -> AsyncIterator[bytes]:
-        """Pass the upstream stream through, accumulating the answer for usage, cache and trace."""
+        """Pass the upstream stream through, accumulating the answer for usage, cache, trace and the output guard."""
         parts: list[str] = []
         calls: dict[int, dict[str, Any]] = {}
         finish: str | None = None
@@ -479,7 +534,15 @@ class Gateway:
                 response["usage"] = usage
             assert req.target is not None
             self._add_usage(req, req.target, response, body)
-            if status == "ok" and finish is not None and req.cache != "off":
+            cacheable = True
+            if gspec is not None and status == "ok" and isinstance(message.get("content"), str):
+                try:
+                    message["content"], found, cacheable = self.guards.scan_output(gspec, message["content"])
+                    req.verdicts.extend(found)
+                except Exception:  # the stream is over; a guard failure must not lose the usage record
+                    logger.exception("output guard failed on streamed request %s", req.request_id)
+                    cacheable = False
+            if status == "ok" and finish is not None and req.cache != "off" and cacheable:
                 response.setdefault(
                     "usage",
                     {
@@ -542,6 +605,9 @@ class Gateway:
                 "llm.attempts": req.attempts.tried,
             },
         )
+        if req.verdicts:
+            span.set_attribute("guardrails.verdicts", verdict_header(req.verdicts))
+            span.set_attribute("guardrails.findings", [f"{v.guard}:{v.detail}" for v in req.verdicts])
         if error is not None:
             from opentelemetry.trace import Status, StatusCode
 

@@ -11,21 +11,34 @@ The pipeline for one question:
    each cited (honest: nothing is invented); with ``llm.rag.model`` set, the
    prompt goes through the gateway (imported lazily, only then);
 5. output guardrails: PII leak (redact) and grounding (flag unsupported sentences).
+
+Each question is one ``rag.ask`` span (chunk ids, confidence, mode, prompt version,
+guard flags) in the workspace's traces, the parent of the gateway's ``llm.chat``
+span in LLM mode. LLM mode reuses one gateway per workspace (its circuit breaker,
+caches and connections persist across questions), run on a background event loop,
+unless the caller hands in its own gateway and the loop it runs on (the API does).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from steward.llm.rag.support import split_sentences
 from steward.llm.rag.types import Answer, Citation, Retrieved
 
 if TYPE_CHECKING:
+    from steward.llm.gateway import Gateway
     from steward.workspace import Workspace
 
-__all__ = ["IDK", "ask", "build_prompt", "extractive_answer"]
+T = TypeVar("T")
+
+__all__ = ["IDK", "ask", "build_prompt", "extractive_answer", "prompt_version", "shared_gateway"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,16 +135,83 @@ def extractive_answer(
 _CITE = re.compile(r"\[(\d+)\]")
 
 
-def _generate(ws: Workspace, alias: str, messages: list[dict[str, str]], trace: dict[str, Any] | None = None) -> str:
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+_gateway_lock = threading.Lock()
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    """The process's event loop for shared RAG gateways (a daemon thread, started on first use).
+
+    A gateway's HTTP sessions belong to one event loop: running every call on this one loop lets a
+    gateway live across questions asked from any thread (CLI, evals, API worker threads).
+    """
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="steward-rag-gateway", daemon=True).start()
+            _loop = loop
+        return _loop
+
+
+def _run_on(loop: asyncio.AbstractEventLoop, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine on ``loop`` from a thread that is not running it, and wait for its result."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        raise RuntimeError("rag.ask() waits for the gateway's event loop: call it from a worker thread, not from that loop")
+    return asyncio.run_coroutine_threadsafe(make(), loop).result()
+
+
+def shared_gateway(ws: Workspace) -> Gateway:
+    """The workspace's RAG gateway: created on first use, replaced when ``llm.gateway`` changes.
+
+    It is kept on the workspace object (so it lives as long as the workspace) and always runs on
+    :func:`_background_loop`.
+    """
+    from steward.llm.gateway import Gateway
+
+    fingerprint = hashlib.sha256(ws.spec.llm.gateway.model_dump_json().encode()).hexdigest()
+    with _gateway_lock:
+        found: tuple[str, Gateway] | None = getattr(ws, "_rag_gateway", None)
+        if found is not None and found[0] == fingerprint:
+            return found[1]
+        gw = Gateway(ws)
+        setattr(ws, "_rag_gateway", (fingerprint, gw))  # noqa: B010 - a private slot on the workspace, not a declared attribute
+    if found is not None:
+        _run_on(_background_loop(), found[1].aclose)  # the spec changed: close the old gateway's connections
+    return gw
+
+
+def _generate(
+    ws: Workspace,
+    alias: str,
+    messages: list[dict[str, str]],
+    trace: dict[str, Any] | None = None,
+    *,
+    gateway: Gateway | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> str:
     """Send a prompt through the LLM gateway (imported only when a model is configured).
 
     The call is charged to ``llm.rag.gateway_key`` (default: the first declared key), so
     RAG answers count against the same budgets, rate limits and cost reports as any client.
+
+    Args:
+        ws: The workspace.
+        alias: The gateway model alias.
+        messages: The grounded prompt.
+        trace: Extra attributes of the gateway's span.
+        gateway: The gateway to use (default: :func:`shared_gateway`).
+        loop: The event loop ``gateway`` runs on (default: the background loop).
     """
-    import asyncio
+    from opentelemetry import context as otel_context
 
     from steward.errors import SpecError
-    from steward.llm.gateway import Gateway, GatewayKey
+    from steward.llm.gateway import GatewayKey
 
     keys = ws.spec.llm.gateway.keys
     name = ws.spec.llm.rag.gateway_key or next(iter(keys), None)
@@ -141,23 +221,45 @@ def _generate(ws: Workspace, alias: str, messages: list[dict[str, str]], trace: 
             hint="declare a key under llm.gateway.keys (and name it in llm.rag.gateway_key), or unset llm.rag.model",
         )
     key = GatewayKey(name, keys[name])
+    gw = gateway if gateway is not None else shared_gateway(ws)
+    parent = otel_context.get_current()  # the rag.ask span: the gateway's llm.chat span becomes its child
 
     async def run() -> dict[str, Any]:
-        # A gateway per call: its HTTP clients belong to this event loop (we may be in a worker thread).
-        gw = Gateway(ws)
+        token = otel_context.attach(parent)
         try:
-            result = await gw.chat({"model": alias, "messages": messages}, key, trace=trace)
+            # ask() guards the question and the answer itself; the prompt also carries retrieved documents,
+            # which the gateway's input guards would treat as user text.
+            result = await gw.chat({"model": alias, "messages": messages}, key, trace=trace, guard=False)
         finally:
-            await gw.aclose()
+            otel_context.detach(token)
         assert result.response is not None
         return result.response
 
-    response = asyncio.run(run())
+    try:
+        response = _run_on(loop if loop is not None and gateway is not None else _background_loop(), run)
+    finally:
+        gw.usage.flush()  # usage rows are written in batches; an answer's spend is visible once it returns
     return str(response["choices"][0]["message"].get("content") or "")
 
 
-def ask(ws: Workspace, question: str, k: int | None = None, *, collection: str | None = None, guard: bool = True) -> Answer:
-    """Answer a question from a collection, citing sources.
+def prompt_version() -> str:
+    """The version of RAG's grounded prompt (``inline@<hash>``, as the gateway labels an inline system prompt)."""
+    from steward.llm.prompts import content_version
+
+    return f"inline@{content_version(SYSTEM_PROMPT)}"
+
+
+def ask(
+    ws: Workspace,
+    question: str,
+    k: int | None = None,
+    *,
+    collection: str | None = None,
+    guard: bool = True,
+    gateway: Gateway | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> Answer:
+    """Answer a question from a collection, citing sources (traced as one ``rag.ask`` span).
 
     Args:
         ws: The workspace.
@@ -165,6 +267,10 @@ def ask(ws: Workspace, question: str, k: int | None = None, *, collection: str |
         k: Sources to retrieve and number; default ``llm.rag.top_k``.
         collection: Default ``llm.rag.default_collection``.
         guard: Run the input and output guardrails of ``llm.guardrails``.
+        gateway: For LLM mode: the gateway to answer through (default: one shared gateway per
+            workspace, see :func:`shared_gateway`).
+        loop: The running event loop that ``gateway`` belongs to, when ``ask`` is called from a
+            worker thread of that loop (the API passes its own); ``ask`` then waits on it.
 
     Returns:
         The answer; ``abstained`` and text "I don't know..." when retrieval is weak.
@@ -172,6 +278,50 @@ def ask(ws: Workspace, question: str, k: int | None = None, *, collection: str |
     Raises:
         ValidationFailed: an input guard with action ``block`` fired (code ``guardrail.*``).
     """
+    from steward.errors import ValidationFailed
+    from steward.observability.tracing import get_tracer, set_attributes
+
+    rag = ws.spec.llm.rag
+    attributes: dict[str, str | int | bool] = {
+        "rag.collection": collection or rag.default_collection,
+        "rag.k": k or rag.top_k,
+        "rag.prompt_version": prompt_version(),
+        "rag.guarded": guard,
+    }
+    with get_tracer(ws, "steward.llm.rag").start_as_current_span("rag.ask", attributes=attributes) as span:
+        try:
+            ans = _ask(ws, question, k, collection=collection, guard=guard, gateway=gateway, loop=loop)
+        except ValidationFailed as exc:
+            if exc.code.startswith("guardrail."):
+                span.set_attribute("guardrails.flags", [f"{exc.details.get('guard')}:{exc.details.get('finding')}"])
+                span.set_attribute("rag.mode", "blocked")
+            raise
+        set_attributes(
+            span,
+            {
+                "rag.mode": ans.mode,
+                "rag.chunk_ids": [h.chunk_id for h in ans.retrieved],
+                "rag.confidence": round(float(ans.confidence), 6),
+                "rag.abstained": ans.abstained,
+                "rag.grounded": ans.grounded,
+                "rag.support": round(float(ans.support), 6),
+                "rag.citations": len(ans.citations),
+                "guardrails.flags": list(ans.flags),
+            },
+        )
+        return ans
+
+
+def _ask(
+    ws: Workspace,
+    question: str,
+    k: int | None,
+    *,
+    collection: str | None,
+    guard: bool,
+    gateway: Gateway | None,
+    loop: asyncio.AbstractEventLoop | None,
+) -> Answer:
     from steward.llm.guardrails import guard_input, guard_output
     from steward.llm.rag.retrieve import retrieve
 
@@ -192,7 +342,7 @@ def ask(ws: Workspace, question: str, k: int | None = None, *, collection: str |
         )
     citations = [Citation(n, h.doc_id, h.section, h.chunk_id, h.score, h.text[:240]) for n, h in enumerate(hits, 1)]
     if rag.model:
-        text = _generate(ws, rag.model, prompt, trace={"rag.chunk_ids": ",".join(h.chunk_id for h in hits)})
+        text = _generate(ws, rag.model, prompt, trace={"rag.chunk_ids": ",".join(h.chunk_id for h in hits)}, gateway=gateway, loop=loop)
         mode = "llm"
         if text.strip().lower().startswith(IDK.lower()):
             return Answer(
