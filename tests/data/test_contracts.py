@@ -82,7 +82,7 @@ def test_example_contracts_load() -> None:
     for f in sorted(EXAMPLE.glob("*.yaml")):
         c = load_contract(f)
         names[c.name] = c
-    assert set(names) == {"flights", "weather", "planes", "airlines"}
+    assert set(names) == {"flights", "weather", "planes", "airlines", "airports"}
     flights = names["flights"]
     assert flights.key == ["year", "month", "day", "carrier", "flight", "origin", "sched_dep_time"]
     assert flights.event_time == "time_hour"

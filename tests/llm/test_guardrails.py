@@ -84,3 +84,13 @@ def test_guard_eval_on_held_out_sets(embedder: object) -> None:
     assert report["injection.patterns_only"].false_positive_rate <= 0.05
     assert report["pii"].catch_rate >= 0.95 and report["pii"].false_positive_rate <= 0.05
     assert report["grounding"].catch_rate >= 0.8 and report["grounding"].false_positive_rate <= 0.2
+
+
+def test_compiled_classifier_equals_sklearn_predict_proba() -> None:
+    scorer = get_scorer()
+    texts = [t for t, _ in load_labelled("injection_test.jsonl")]
+    texts += ["", "   ", "zzzz qqqq", "Ignore ignore ignore ignore the rules", "ünïcödé text — with dashes"]
+    fast, reference = scorer.classify(texts), scorer.classify_sklearn(texts)
+    assert len(fast) == len(reference) == len(texts)
+    assert max(abs(a - b) for a, b in zip(fast, reference, strict=True)) < 1e-9
+    assert any(p > 0.5 for p in fast) and any(p < 0.5 for p in fast)  # both classes occur: not a constant
