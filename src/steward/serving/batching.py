@@ -117,15 +117,25 @@ class MicroBatcher:
         finally:
             self._expected -= 1
 
-    async def submit(self, rows: np.ndarray) -> np.ndarray:
+    async def submit(self, rows: np.ndarray, *, inline: bool = True) -> np.ndarray:
         """Predict ``rows`` (a 2-D matrix), batched with concurrent callers.
+
+        Args:
+            inline: Allow the inline path; ``False`` always uses the worker thread (shadow copies:
+                nobody waits for them, so they must never hold the event loop).
 
         Raises:
             BatcherClosed: the batcher is closed; the model was not called.
         """
         if self._closed:
             raise BatcherClosed("batcher is closed")
-        if self.call_s < self.inline_below_s and len(rows) < self.max_batch_size and self._submitted == 0 and not self._inflight_batches:
+        if (
+            inline
+            and self.call_s < self.inline_below_s
+            and len(rows) < self.max_batch_size
+            and self._submitted == 0
+            and not self._inflight_batches
+        ):
             out = self._predict(rows)
             self.inline_calls += 1
             self._count(len(rows))

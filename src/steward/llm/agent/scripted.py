@@ -226,10 +226,18 @@ def scripted_completion(model: str, body: dict[str, Any]) -> dict[str, Any]:
 def _summarise(tool_message: str) -> str:
     try:
         outer = json.loads(tool_message)
-        inner = json.loads(outer.get("content") or "{}")
+        content = str(outer.get("content") or "{}")
+    except (ValueError, AttributeError):
+        content = tool_message
+    try:
+        inner = json.loads(content)
         return f"{inner.get('tool')}: {inner.get('status')}"
     except (ValueError, AttributeError):
-        return "tool: ?"
+        # a large result reaches the model truncated (the agent caps tool output), so it is no
+        # longer valid JSON; its envelope's leading fields still name the tool and the outcome
+        tool = re.search(r'"tool"\s*:\s*"([\w.-]+)"', content)
+        status = re.search(r'"status"\s*:\s*"([\w.-]+)"', content)
+        return f"{tool.group(1) if tool else 'tool'}: {status.group(1) if status else 'truncated'}"
 
 
 class ScriptedServer:
