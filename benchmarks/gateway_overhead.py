@@ -81,9 +81,11 @@ def run_gateway(port: int, spec: str) -> None:
     import uvicorn
 
     from steward.api.app import create_app
+    from steward.observability.gcfreeze import enable
     from steward.spec import load_spec
     from steward.workspace import Workspace
 
+    enable()  # as `steward serve` does: start-up objects stay out of the GC's full passes
     uvicorn.run(
         create_app(Workspace(load_spec(spec))),
         host="127.0.0.1",

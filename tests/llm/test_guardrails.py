@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from steward.errors import ValidationFailed
@@ -94,3 +96,22 @@ def test_compiled_classifier_equals_sklearn_predict_proba() -> None:
     assert len(fast) == len(reference) == len(texts)
     assert max(abs(a - b) for a, b in zip(fast, reference, strict=True)) < 1e-9
     assert any(p > 0.5 for p in fast) and any(p < 0.5 for p in fast)  # both classes occur: not a constant
+
+
+def test_compiled_classifier_is_cached_as_json_and_reloaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEWARD_CACHE_DIR", str(tmp_path))
+    data = load_labelled("injection_train.jsonl")
+    texts = [t for t, _ in load_labelled("injection_test.jsonl")]
+    first = InjectionScorer(data)
+    files = list((tmp_path / "models").glob("injection-classifier-*.json"))
+    assert len(files) == 1 and first._model is not None
+    second = InjectionScorer(data)
+    assert second._model is None  # loaded from the file: nothing was fitted
+    assert second.classify(texts) == first.classify(texts)
+    # another training set is another file; a damaged file is retrained and rewritten, never trusted
+    InjectionScorer(data[:-1])
+    assert len(list((tmp_path / "models").glob("injection-classifier-*.json"))) == 2
+    files[0].write_text("{not json")
+    third = InjectionScorer(data)
+    assert third._model is not None and third.classify(texts) == first.classify(texts)
+    assert InjectionScorer(data)._model is None

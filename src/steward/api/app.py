@@ -7,9 +7,11 @@ Every error leaves as RFC 9457 problem+json.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from steward.errors import StewardError
+from steward.observability.gcfreeze import freeze_long_lived
 
 if TYPE_CHECKING:
     from steward.workspace import Workspace
@@ -81,4 +84,15 @@ def create_app(workspace: Workspace | None = None, **state: Any) -> FastAPI:
         setup = getattr(module, "setup", None)
         if setup is not None:
             setup(app)
+    previous = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def _freeze_after_startup(a: Any) -> AsyncIterator[Any]:
+        async with previous(a) as maybe_state:
+            # everything loaded at start-up (models, stores, modules) lives as long as the server:
+            # out of the garbage collector's full passes, which otherwise pause every request
+            freeze_long_lived(collect=True)
+            yield maybe_state
+
+    app.router.lifespan_context = _freeze_after_startup
     return app

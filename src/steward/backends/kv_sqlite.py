@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from steward.backends.base import CounterSpec
+from steward.backends.sqlite_wal import CHECKPOINTER, checkpoint_in_background
 
 __all__ = ["SqliteKV"]
 
@@ -53,6 +54,8 @@ class SqliteKV:
         for stmt in _SCHEMA:
             self._conn.execute(stmt)
         self._ops = 0
+        # the gateway reserves on its event loop: checkpoints must not ride on those commits
+        self._checkpoint_key: str | None = checkpoint_in_background(self._conn, str(self.path.resolve()))
 
     # -- counters ------------------------------------------------------------
     def reserve(self, counters: Sequence[CounterSpec]) -> int:
@@ -128,3 +131,6 @@ class SqliteKV:
         """Close the connection."""
         with self._lock:
             self._conn.close()
+        if self._checkpoint_key is not None:
+            key, self._checkpoint_key = self._checkpoint_key, None
+            CHECKPOINTER.remove(key)

@@ -42,8 +42,10 @@ def _apply_overrides(ws: Any, overrides: dict[str, Any]) -> None:
 def app_factory() -> FastAPI:
     """The app of one worker (``uvicorn --factory``): spec from ``STEWARD_SPEC``, CLI overrides from the environment."""
     from steward.api.app import create_app
+    from steward.observability.gcfreeze import enable
     from steward.workspace import open_workspace
 
+    enable()
     ws = open_workspace(os.environ.get("STEWARD_SPEC"))
     _apply_overrides(ws, json.loads(os.environ.get(_OVERRIDES_ENV, "{}")))
     return create_app(ws, monitor_schedule=ws.spec.monitoring.schedule.enabled)
@@ -80,7 +82,9 @@ def serve(
     sys.setswitchinterval(switch_interval_ms / 1000.0)
 
     from steward.api.app import create_app
+    from steward.observability.gcfreeze import enable
 
+    enable()  # a long-running server: keep what it loads at start-up out of the GC's full passes
     level = log_level.upper()
     if json_logs:
         from steward.observability.logging import configure_json_logging

@@ -114,6 +114,14 @@ def _tool_calls(response: dict[str, Any]) -> bool:
         return False
 
 
+def _warm_injection_scorer() -> None:
+    from steward.llm.guardrails import injection
+    from steward.observability.gcfreeze import freeze_long_lived
+
+    injection.get_scorer()
+    freeze_long_lived()  # its term tables live as long as the process: keep them out of every GC pass
+
+
 def _guard_header(headers: dict[str, str], req: _Req) -> None:
     if req.verdicts:
         headers["x-steward-guardrails"] = verdict_header(req.verdicts)
@@ -185,7 +193,7 @@ class Gateway:
         from steward.llm.guardrails import injection
 
         if self.ws.spec.llm.guardrails.injection.enabled and injection._scorer is None:
-            threading.Thread(target=injection.get_scorer, name="steward-guardrails-warmup", daemon=True).start()
+            threading.Thread(target=_warm_injection_scorer, name="steward-guardrails-warmup", daemon=True).start()
 
     # -- keys --------------------------------------------------------------
     def _audit_budgets(self) -> None:

@@ -11,14 +11,18 @@ pickled model is ever loaded. ``data/injection_test.jsonl`` is held out for
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import os
 import re
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 __all__ = ["InjectionResult", "InjectionScorer", "get_scorer", "load_labelled", "pattern_hits"]
@@ -77,27 +81,89 @@ class InjectionResult:
         return self.score >= threshold
 
 
-class InjectionScorer:
-    """Patterns + TF-IDF/logistic-regression classifier, trained on construction."""
+_VECTORIZERS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("char", {"analyzer": "char_wb", "ngram_range": (2, 5), "lowercase": True, "sublinear_tf": True, "min_df": 1}),
+    ("word", {"analyzer": "word", "ngram_range": (1, 2), "lowercase": True, "sublinear_tf": True}),
+)
+_LR = {"C": 10.0, "max_iter": 2000, "class_weight": "balanced"}
+#: Bumped when the compiled form or the training recipe changes, so stale cache files are ignored.
+_COMPILED_VERSION = 1
 
-    def __init__(self, train: list[tuple[str, int]] | None = None) -> None:
+
+class InjectionScorer:
+    """Patterns + TF-IDF/logistic-regression classifier, trained on construction.
+
+    Training takes ~1.5 s of CPU, so the compiled classifier (plain term weights, JSON, never
+    pickle) is cached under the model cache directory, keyed by a hash of the training set,
+    the recipe and the scikit-learn version: a new process loads it in milliseconds. Pass
+    ``cache=False`` to always train.
+    """
+
+    def __init__(self, train: list[tuple[str, int]] | None = None, *, cache: bool = True) -> None:
+        data = train if train is not None else load_labelled("injection_train.jsonl")
+        self._texts = [t for t, _ in data]
+        self._labels = [y for _, y in data]
+        self.n_train = len(self._texts)
+        self._model: Any = None
+        self._intercept = 0.0
+        self._parts: list[tuple[Callable[[str], list[str]], dict[str, tuple[float, float]]]] = []
+        path = self._cache_path() if cache else None
+        if path is not None and self._load(path):
+            return
+        self._fit()
+        self._compile()
+        if path is not None:
+            self._save(path)
+
+    def _fit(self) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import FeatureUnion, make_pipeline
 
-        data = train if train is not None else load_labelled("injection_train.jsonl")
-        texts = [t for t, _ in data]
-        labels = [y for _, y in data]
-        features = FeatureUnion(
-            [
-                ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), lowercase=True, sublinear_tf=True, min_df=1)),
-                ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), lowercase=True, sublinear_tf=True)),
-            ]
-        )
-        self._model: Any = make_pipeline(features, LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced"))
-        self._model.fit(texts, labels)
-        self.n_train = len(texts)
-        self._compile()
+        features = FeatureUnion([(name, TfidfVectorizer(**params)) for name, params in _VECTORIZERS])
+        self._model = make_pipeline(features, LogisticRegression(**_LR))
+        self._model.fit(self._texts, self._labels)
+
+    def _cache_path(self) -> Path | None:
+        try:
+            import sklearn
+
+            from steward.llm._onnx import cache_dir
+
+            h = hashlib.sha256(json.dumps([_COMPILED_VERSION, sklearn.__version__, repr(_VECTORIZERS), _LR]).encode())
+            for text, label in zip(self._texts, self._labels, strict=True):
+                h.update(f"{label}\t{text}\n".encode())
+            return cache_dir() / f"injection-classifier-{h.hexdigest()[:24]}.json"
+        except Exception:  # no usable cache location: just train
+            return None
+
+    def _analyzers(self) -> list[Callable[[str], list[str]]]:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        return [TfidfVectorizer(**params).build_analyzer() for _, params in _VECTORIZERS]
+
+    def _load(self, path: Path) -> bool:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            tables = [{t: (float(v[0]), float(v[1])) for t, v in part.items()} for part in raw["parts"]]
+            self._intercept = float(raw["intercept"])
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return False
+        self._parts = list(zip(self._analyzers(), tables, strict=True))
+        return True
+
+    def _save(self, path: Path) -> None:
+        payload = {"version": _COMPILED_VERSION, "n_train": self.n_train, "intercept": self._intercept,
+                   "parts": [{t: list(v) for t, v in table.items()} for _, table in self._parts]}  # fmt: skip
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(payload, fh, separators=(",", ":"))
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)  # readers never see half a file
+        except OSError as exc:
+            logger.info("could not cache the injection classifier at %s: %s", path, exc)
 
     def _compile(self) -> None:
         """Fold the fitted pipeline into plain dictionaries: term → (idf, weight) per vectorizer.
@@ -113,7 +179,7 @@ class InjectionScorer:
         lr = self._model.steps[-1][1]
         coef = lr.coef_[0]
         self._intercept = float(lr.intercept_[0])
-        self._parts: list[tuple[Callable[[str], list[str]], dict[str, tuple[float, float]]]] = []
+        self._parts = []
         offset = 0
         for _, vec in union.transformer_list:
             vocab: dict[str, int] = vec.vocabulary_
@@ -149,6 +215,8 @@ class InjectionScorer:
         """The same probabilities through sklearn's ``predict_proba`` (the reference :meth:`classify` is tested against)."""
         if not texts:
             return []
+        if self._model is None:  # loaded from the cache: fit the reference on demand
+            self._fit()
         return [float(p) for p in self._model.predict_proba(texts)[:, 1]]
 
     def score(self, text: str) -> InjectionResult:
