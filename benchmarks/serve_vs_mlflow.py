@@ -220,25 +220,20 @@ def train_and_register(project: Path, rows: int) -> tuple[Any, dict[str, Any], d
         )
     with tempfile.TemporaryDirectory() as tmp:
         manifest = build_manifest(Path(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=tmp)))
-    version = register_version(
-        ws,
-        name="flights",
-        model_uri=info.model_uri,
-        run_id=run.info.run_id,
-        tags={MANIFEST_TAG: json.dumps(manifest, sort_keys=True)},
-        actor="bench",
+    # registered twice: v1 the champion, v2 (the same model) the challenger the canary below sends a
+    # share of traffic to, so the router and both variants' metrics and windows are on the request path
+    version, challenger = (
+        register_version(
+            ws,
+            name="flights",
+            model_uri=info.model_uri,
+            run_id=run.info.run_id,
+            tags={MANIFEST_TAG: json.dumps(manifest, sort_keys=True)},
+            actor="bench",
+        )
+        for _ in range(2)
     )
     promote(ws, "flights", version, reason="benchmark", actor="bench", force=True)
-    # the same model registered again as the challenger: the canary below routes a share of
-    # traffic to it, so the router, both variants' metrics and windows are on the request path
-    challenger = register_version(
-        ws,
-        name="flights",
-        model_uri=info.model_uri,
-        run_id=run.info.run_id,
-        tags={MANIFEST_TAG: json.dumps(manifest, sort_keys=True)},
-        actor="bench",
-    )
     set_alias(ws, "flights", "challenger", challenger, actor="bench", reason="benchmark canary", action="registry.alias")
     raw = {k: (v.item() if hasattr(v, "item") else v) for k, v in flights[FEATURES].iloc[123].to_dict().items()}
     encoded = {c: float(frame.iloc[123][c]) for c in FEATURES}

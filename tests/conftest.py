@@ -101,3 +101,13 @@ def project_dir(tmp_path: Path) -> Path:
         "  events: contracts/events.yaml\n"
     )
     return tmp_path
+
+
+@pytest.fixture
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 220-column console for CLI tests that read Rich tables (the CLI caches its console: drop it)."""
+    import importlib
+
+    cli_app = importlib.import_module("steward.cli.app")
+    monkeypatch.setenv("COLUMNS", "220")
+    monkeypatch.delitem(cli_app._state, "console", raising=False)

@@ -16,12 +16,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib
-
-    cli_app = importlib.import_module("steward.cli.app")
-    monkeypatch.setenv("COLUMNS", "220")
-    monkeypatch.delitem(cli_app._state, "console", raising=False)
+def _wide(wide_console: None) -> None:
+    """Every test here reads Rich tables: print them wide."""
 
 
 def test_bare_monitor_runs_one_pass(monitor_ws: Workspace, project_dir: Path) -> None:
