@@ -319,16 +319,6 @@ class ModelServer:
         await self.tick_all()
         return report
 
-    def _inline_ms(self, variant: str) -> float:
-        """The batcher's inline threshold (the same for every variant; shadow copies never run inline, see ``_shadow_predict``)."""
-        cfg = self.serving.batching
-        # A canary or A/B challenger answers its own requests, so it gets the champion's adaptive rule: a slow
-        # call raises its moving average and sends it to the worker thread. With a 10 % canary on
-        # benchmarks/serve_vs_mlflow.py, sending challengers to the thread always gave 5,616 req/s (p99 7.8 ms)
-        # against 6,730 (p99 3.8 ms) inline: the thread hop and GIL hand-over cost more than a tree's prediction.
-        del variant
-        return cfg.inline_below_ms if cfg.enabled else 0.0
-
     def _slot(self, m: ServedModel, rt: ModelRuntime, variant: str) -> VariantSlot:
         cfg = self.serving.batching
         labels = (m.name, variant)
@@ -342,7 +332,11 @@ class ModelServer:
             on_batch=hist.observe,
             on_depth=gauge.set,
             name=f"{m.name}-{variant}",
-            inline_below_ms=self._inline_ms(variant),
+            # every variant gets the same adaptive rule (shadow copies never run inline: they pass
+            # inline=False): a slow call raises the moving average and sends it to the worker thread.
+            # With a 10 % canary on benchmarks/serve_vs_mlflow.py, sending challengers to the thread
+            # always gave 5,616 req/s (p99 7.8 ms) against 6,730 (p99 3.8 ms) inline.
+            inline_below_ms=cfg.inline_below_ms if cfg.enabled else 0.0,
         )
         return VariantSlot(rt, batcher, VariantWindow(window_s))
 
@@ -394,7 +388,6 @@ class ModelServer:
                 old = m.champion
                 if m.challenger is not None and m.challenger.version == want:
                     new = m.challenger  # promoted: the challenger already loaded becomes the champion
-                    new.batcher.inline_below_s = self._inline_ms("champion") / 1000.0
                     m.challenger = None
                     self._set_loaded(m, "challenger", new, None)
                 else:
