@@ -8,16 +8,22 @@ export RAY_USAGE_STATS_ENABLED := 0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test lint typecheck pytest install clean lock promtool browser demo-quick
+.PHONY: demo test lint typecheck pytest install clean lock lock-peers promtool browser demo-quick
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH"; exit 1; }
 	$(PY) -m venv $(VENV)
 
 # Installs the locked environment once; re-runs only when the lock or pyproject change.
+# No resolver runs here: the lock is complete, so pip installs exactly its pinned, hashed files (--no-deps),
+# the project goes in without its build isolation (setuptools is in the lock), and pip check plus
+# tools/check_lock.py fail loudly if the lock is incomplete, inconsistent, or not what got installed.
+PIP := $(BIN)/pip --quiet --disable-pip-version-check
 $(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PIP) install --no-deps --require-hashes -r requirements.lock
+	$(PIP) install --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
+	$(BIN)/python tools/check_lock.py
 	touch $@
 
 install: $(VENV)/.installed
@@ -28,6 +34,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/ruff format --check src tests benchmarks tools
+	$(BIN)/deptry src
 
 typecheck: install
 	$(BIN)/mypy src
@@ -58,14 +65,15 @@ demo-quick: install
 
 test: lint typecheck pytest demo-quick
 
-# Re-resolve and pin every dependency with sha256 hashes (needs the registries).
+# Re-pin the locks (the only place a resolver runs; needs the registries). Keeps every current pin and adds
+# what is new; `make lock UPGRADE=1` re-resolves everything. Either way it then installs each lock in a clean
+# venv exactly as `make install` does (--no-deps --require-hashes, pip check, tools/check_lock.py).
 lock:
-	rm -rf .venv-lock .lock-dists && $(PY) -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet -e '.[llm,ray,s3,bench,dev]'
-	.venv-lock/bin/pip freeze --all --exclude-editable | grep -v -E '^(steward|pip)==' > requirements.lock
-	.venv-lock/bin/pip download --quiet --no-deps -r requirements.lock -d .lock-dists
-	.venv-lock/bin/python tools/hash_lock.py requirements.lock .lock-dists
-	rm -rf .venv-lock .lock-dists
+	$(PY) tools/lock.py $(if $(UPGRADE),--upgrade,)
+
+# The benchmark peers' locks (Feast, Evidently, LiteLLM: each in its own venv), re-pinned and verified the same way.
+lock-peers:
+	$(PY) tools/lock.py --peers $(if $(UPGRADE),--upgrade,)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

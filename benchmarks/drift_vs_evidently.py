@@ -46,6 +46,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _peer_venv import ensure_peer_venv
+
 REPO = Path(__file__).resolve().parent.parent
 BENCH_VENV = REPO / ".venv-bench-evidently"
 REL_TOL = 1e-6
@@ -172,21 +174,8 @@ BENCH_LOCK = Path(__file__).resolve().parent / "requirements-evidently.lock"
 
 
 def ensure_bench_venv() -> Path:
-    """Create the Evidently environment from the hashed ``requirements-evidently.lock``; reuse it until the lock changes."""
-    import hashlib
-
-    py = BENCH_VENV / "bin" / "python"
-    digest = hashlib.sha256(BENCH_LOCK.read_bytes()).hexdigest()
-    stamp = BENCH_VENV / ".lock-sha256"
-    if py.exists() and stamp.exists() and stamp.read_text().strip() == digest:
-        return py
-    print(f"creating {BENCH_VENV} from {BENCH_LOCK.name} (evidently 0.7.23, pandas<3; first run only) ...", flush=True)
-    if not py.exists():
-        subprocess.run(["python3.11", "-m", "venv", str(BENCH_VENV)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--require-hashes", "-r", str(BENCH_LOCK)], check=True)
-    # --no-deps: the lock is the complete, frozen set (pip's hash mode trips over extras like pandas[parquet])
-    stamp.write_text(digest)
-    return py
+    """Create ``.venv-bench-evidently`` from the hashed ``requirements-evidently.lock``; reuse it until the lock changes."""
+    return ensure_peer_venv("evidently", BENCH_LOCK, "evidently 0.7.23, pandas<3")
 
 
 def _run_worker(python: str, side: str, case_dir: Path) -> dict[str, Any]:

@@ -30,8 +30,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from _peer_venv import ensure_peer_venv
+
 ROOT = Path(__file__).resolve().parents[1]
-BENCH_VENV = ROOT / ".venv-bench"
+BENCH_VENV = ROOT / ".venv-bench-feast"
 BENCH_PY = BENCH_VENV / "bin" / "python"
 FEATURES = ["temp", "dewp", "humid", "wind_speed", "precip", "pressure", "visib"]
 TTL_HOURS = 3
@@ -121,19 +123,8 @@ BENCH_LOCK = Path(__file__).resolve().parent / "requirements-feast.lock"
 
 
 def ensure_bench_venv() -> None:
-    """Create ``.venv-bench`` from the hashed ``requirements-feast.lock`` once; reuse it until the lock changes."""
-    import hashlib
-
-    digest = hashlib.sha256(BENCH_LOCK.read_bytes()).hexdigest()
-    stamp = BENCH_VENV / ".lock-sha256"
-    if BENCH_PY.exists() and stamp.exists() and stamp.read_text().strip() == digest:
-        return
-    print(f"creating {BENCH_VENV.name} from {BENCH_LOCK.name} (feast 0.67, pandas<3; first run only) ...", flush=True)
-    if not BENCH_PY.exists():
-        subprocess.run(["python3.11", "-m", "venv", str(BENCH_VENV)], check=True)
-    subprocess.run([str(BENCH_PY), "-m", "pip", "install", "-q", "--no-deps", "--require-hashes", "-r", str(BENCH_LOCK)], check=True)
-    # --no-deps: the lock is the complete, frozen set (pip's hash mode trips over extras like pandas[parquet])
-    stamp.write_text(digest)
+    """Create ``.venv-bench-feast`` from the hashed ``requirements-feast.lock`` once; reuse it until the lock changes."""
+    ensure_peer_venv("feast", BENCH_LOCK, "feast 0.67, pandas<3")
 
 
 def run_feast(mode: str, work: Path, n: int, offline: str, timeout: float | None) -> dict[str, Any] | None:

@@ -47,6 +47,7 @@ __all__ = [
     "LimitExceeded",
     "LockHeld",
     "MetadataError",
+    "MissingExtra",
     "NotFound",
     "SpecError",
     "StewardError",
@@ -178,6 +179,13 @@ class BackendUnavailable(StewardError):
     default_code = "backend.unavailable"
     exit_code = 7
     http_status = 503
+
+
+class MissingExtra(StewardError):
+    """The spec asks for a backend whose client package is not installed (``pip install 'steward[EXTRA]'``)."""
+
+    default_code = "install.missing_extra"
+    exit_code = 2
 
 
 class NotFound(StewardError):

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from steward._extras import optional_import
 from steward.backends.base import CounterSpec
 from steward.errors import BackendUnavailable
 
@@ -59,7 +60,7 @@ class RedisKV:
     """
 
     def __init__(self, url: str, *, prefix: str = "steward:") -> None:
-        import redis
+        redis = optional_import("redis", extra="redis", needed_for="storage.cache_url (Redis budgets, rate limits and cache)")
 
         self.url = url
         self.prefix = prefix

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from steward._extras import optional_import
 from steward.errors import BackendUnavailable
 
 __all__ = ["RedisOnlineStore"]
@@ -31,7 +32,7 @@ class RedisOnlineStore:
     """
 
     def __init__(self, url: str, *, prefix: str = "steward:features:") -> None:
-        import redis
+        redis = optional_import("redis", extra="redis", needed_for="storage.online_store_url (a Redis online store)")
 
         self.url = url
         self.prefix = prefix

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from steward._extras import optional_import
 from steward.backends.base import StreamEntry
 from steward.errors import BackendUnavailable
 
@@ -37,7 +38,7 @@ class RedisStreamBackend:
     """
 
     def __init__(self, url: str) -> None:
-        import redis
+        redis = optional_import("redis", extra="redis", needed_for="storage.stream_url (Redis Streams)")
 
         self.url = url
         self._redis: Any = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from steward._extras import optional_import
 from steward.backends.base import Dialect, Row
 from steward.backends.migrations import MIGRATIONS
 from steward.backends.sqlite_wal import CHECKPOINTER
@@ -79,7 +80,7 @@ class SqlMetadataStore:
 
     @staticmethod
     def _connect_postgres(url: str) -> Any:
-        import psycopg
+        psycopg = optional_import("psycopg", extra="postgres", needed_for="storage.metadata_url (PostgreSQL metadata)")
         from psycopg.rows import dict_row
 
         try:

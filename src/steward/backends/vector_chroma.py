@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
 
+from steward._extras import optional_import
 from steward.backends.base import VectorHit, VectorRecord
 from steward.errors import BackendUnavailable, ValidationFailed
 
@@ -42,7 +43,7 @@ class ChromaVectorStore:
     """A Chroma server over HTTP; every replica sees the same collections."""
 
     def __init__(self, url: str, prefix: str = "steward") -> None:
-        import chromadb
+        chromadb = optional_import("chromadb", extra="chroma", needed_for="storage.vector_store_url (a Chroma server)")
         from chromadb.config import Settings
 
         parsed = urlparse(url)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from steward._extras import optional_import
 from steward.backends.base import VectorHit, VectorRecord
 from steward.errors import ValidationFailed
 
@@ -48,7 +49,7 @@ class LanceDBVectorStore:
     nprobes = 16
 
     def __init__(self, path: str | Path, dim: int = 384) -> None:
-        import lancedb
+        lancedb = optional_import("lancedb", extra="llm", needed_for="the RAG vector store (LanceDB under ROOT/vectors)")
 
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
+from steward._extras import optional_import
 from steward.tools.registry import Tool, ToolContext
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ def build_server(
         gate: The tool gate (default: built-in tools, the workspace's approvals).
         api_keys: Keys for HTTP callers (see :func:`http_app`).
     """
+    optional_import("mcp", extra="llm", needed_for="the MCP server (steward mcp)")
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.resources import FunctionResource
     from mcp_types import ToolAnnotations

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from steward._extras import optional_import
 from steward.data.lake import TableRef
 from steward.errors import ValidationFailed
 
@@ -171,6 +172,7 @@ def ray_concurrency() -> int:
 
 def _ray_batches(ws: Workspace, ref: TableRef, runtime: NativeRuntime, chunk_rows: int, scored_at: Any) -> tuple[Iterator[Any], int]:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    optional_import("ray", extra="ray", needed_for="batch scoring with --engine ray")
     import ray
     import ray.data
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
+from steward._extras import optional_import
 from steward.errors import SpecError
 from steward.spec import SearchParamSpec, SearchSpec
 from steward.training.estimators import EstimatorRef, fit, predict_proba
@@ -127,7 +128,7 @@ def _ray_trainable(config: dict[str, Any], data: SearchData) -> None:
 
 
 def _ray_search(search: SearchSpec, data: SearchData, dists: dict[str, Any], storage_dir: Path) -> SearchResult:
-    import ray
+    ray = optional_import("ray", extra="ray", needed_for="model.search.engine: ray")
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 

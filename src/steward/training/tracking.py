@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from steward._extras import optional_import
 from steward.errors import BackendUnavailable
 
 if TYPE_CHECKING:
@@ -80,6 +81,9 @@ def artifact_location(ws: Workspace) -> str:
     """Where the project's experiment stores artifacts (a URI)."""
     root = ws.spec.storage.artifact_root
     if root and "://" in root:
+        if root.startswith("s3://"):
+            # MLflow's S3 artifact store imports boto3 only when it first writes; fail here, naming the extra
+            optional_import("boto3", extra="s3", needed_for="storage.artifact_root: s3://")
         return root
     path = ws.spec.resolve(root) if root else ws.root / "mlartifacts"
     path.mkdir(parents=True, exist_ok=True)
