@@ -1,7 +1,10 @@
 """A project opened for work: its spec plus lazily opened backends.
 
-Stages take a :class:`Workspace` so they never construct backends themselves;
-tests build one on a temporary directory.
+Stages take a :class:`Workspace` so they never construct backends themselves:
+every backend (metadata, online store, counters and cache, stream, vector store,
+model registry, run tracker) is opened here, once, through
+:mod:`steward.backends.factory`, and closed by :meth:`Workspace.close`.
+Tests build one on a temporary directory.
 """
 
 from __future__ import annotations
@@ -11,14 +14,29 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from steward.backends import factory
 from steward.spec import Spec, load_spec
 
 if TYPE_CHECKING:
-    from steward.backends.base import MetadataStore
+    from steward.backends.base import (
+        CacheStore,
+        CounterStore,
+        MetadataStore,
+        ModelRegistry,
+        OnlineStore,
+        RunTracker,
+        StreamBackend,
+        VectorStore,
+    )
     from steward.data.lake import Lake
     from steward.governance.audit import AuditTrail
 
 __all__ = ["Workspace", "open_workspace"]
+
+
+# Backends opened on first use that Workspace.close releases (and opens again on the next use);
+# the metadata store is closed last and stays closed: the lake and the audit trail hold it.
+_BACKENDS = ("online_store", "counter_store", "cache_store", "stream", "vector_store", "model_registry", "tracker")
 
 
 class Workspace:
@@ -36,10 +54,43 @@ class Workspace:
     @cached_property
     def metadata(self) -> MetadataStore:
         """The metadata store (SQLite by default, PostgreSQL by URL)."""
-        from steward.backends.factory import open_metadata
-
         self.root  # noqa: B018 - ensure the state dir exists for SQLite
-        return open_metadata(self.spec)
+        return factory.open_metadata(self.spec)
+
+    @cached_property
+    def online_store(self) -> OnlineStore:
+        """The online feature store (SQLite under ROOT, or Redis by ``storage.online_store_url``)."""
+        return factory.open_online_store(self.spec)
+
+    @cached_property
+    def counter_store(self) -> CounterStore:
+        """Atomic counters for budgets and rate limits (SQLite under ROOT, or Redis by ``storage.cache_url``)."""
+        return factory.open_counter_store(self.spec)
+
+    @cached_property
+    def cache_store(self) -> CacheStore:
+        """The LLM response cache (SQLite under ROOT, or Redis by ``storage.cache_url``)."""
+        return factory.open_cache_store(self.spec)
+
+    @cached_property
+    def stream(self) -> StreamBackend:
+        """The stream backend for stream sources (a SQLite queue under ROOT, or Redis Streams by ``storage.stream_url``)."""
+        return factory.open_stream(self.spec)
+
+    @cached_property
+    def vector_store(self) -> VectorStore:
+        """The RAG vector store (LanceDB under ROOT/vectors, or a shared server by ``storage.vector_store_url``)."""
+        return factory.open_vector_store(self.spec)
+
+    @cached_property
+    def model_registry(self) -> ModelRegistry:
+        """The model registry (MLflow on ``storage.tracking_uri``, SQLite under ROOT by default)."""
+        return factory.open_model_registry(self.spec)
+
+    @cached_property
+    def tracker(self) -> RunTracker:
+        """The run tracker (MLflow on ``storage.tracking_uri``; artifacts under ``storage.artifact_root``)."""
+        return factory.open_run_tracker(self.spec)
 
     @cached_property
     def lake(self) -> Lake:
@@ -60,7 +111,11 @@ class Workspace:
         return AuditTrail(self.metadata, anchor_path=anchor)
 
     def close(self) -> None:
-        """Close opened backends."""
+        """Close every backend opened so far."""
+        for name in _BACKENDS:
+            backend = self.__dict__.pop(name, None)
+            if backend is not None:
+                backend.close()
         if "metadata" in self.__dict__:
             self.metadata.close()
 
