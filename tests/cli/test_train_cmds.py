@@ -57,7 +57,7 @@ def test_train_gate_promote_card_rollback_cli(tmp_path: Path, monkeypatch: pytes
     assert res.exit_code == 0, res.output
     assert "cli_model" in res.output and "champion" in res.output and "passed" in res.output
 
-    run_id = core.tracking.client(ws).get_model_version("cli_model", "1").run_id
+    run_id = ws.model_registry.get_version("cli_model", 1).run_id
     res = runner.invoke(app, [*spec, "reproduce", run_id])
     assert res.exit_code == 0, res.output
     assert "identical validation predictions" in res.output

@@ -28,10 +28,8 @@ def mlflow_template(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     folder = Path(cache.mkdir(f"steward-dashboard-mlflow-{version}")) if cache is not None else tmp_path_factory.mktemp("mlflow-cache")
     cached = folder / "mlflow.db"
     if not cached.exists():
-        from steward.training import tracking
-
         ws = new_project(tmp_path_factory.mktemp("mlflow-template"))
-        tracking.client(ws).search_registered_models()  # creates and migrates the schema
+        ws.model_registry.list_models()  # creates and migrates the schema
         ws.close()
         tmp = cached.with_suffix(".tmp")
         shutil.copy(ws.root / "mlflow.db", tmp)

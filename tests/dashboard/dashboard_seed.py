@@ -38,13 +38,14 @@ def seed_registry(ws: Workspace, template_db: Path | None = None) -> None:
     Args:
         template_db: An initialised, empty MLflow database to start from (creating one takes many seconds).
     """
+    from mlflow import MlflowClient
+
     from steward.registry.versions import CHALLENGER, CHAMPION, set_alias
-    from steward.training import tracking
     from steward.training.cards import write_card
 
     if template_db is not None:
         shutil.copy(template_db, ws.root / "mlflow.db")
-    client = tracking.client(ws)
+    client = MlflowClient(ws.model_registry.uri, ws.model_registry.uri)
     artifact = ws.root / "artifacts" / "model"
     artifact.mkdir(parents=True, exist_ok=True)
     (artifact / "MLmodel").write_text("flavors: {}\n", encoding="utf-8")

@@ -98,11 +98,11 @@ async def test_model_page_renders_card_and_alias_history(client: httpx.AsyncClie
 async def test_version_without_card_says_so(tmp_path: Path, keys: ApiKeys, mlflow_template: Path) -> None:
     import shutil
 
-    from steward.training import tracking
+    from mlflow import MlflowClient
 
     ws = new_project(tmp_path / "nocard")
     shutil.copy(mlflow_template, ws.root / "mlflow.db")
-    client = tracking.client(ws)
+    client = MlflowClient(ws.model_registry.uri, ws.model_registry.uri)
     client.create_registered_model("bare")
     client.create_model_version("bare", source=(tmp_path / "m").as_uri(), run_id=None)
     async for c in _client(ws, keys):

@@ -118,10 +118,9 @@ def test_tmp_home_and_caches_are_writable_under_a_read_only_root() -> None:
 
 
 def test_configmap_spec_loads_and_shares_artifacts_and_tracking_across_replicas(tmp_path: Path) -> None:
-    from types import SimpleNamespace
-
+    from steward.backends.factory import open_model_registry, open_run_tracker
+    from steward.backends.mlflow_store import artifact_location, tracking_uri
     from steward.spec import load_spec
-    from steward.training.tracking import artifact_location, tracking_uri
 
     kinds = by_kind()
     spec_file = tmp_path / "config" / "steward.yaml"
@@ -133,10 +132,12 @@ def test_configmap_spec_loads_and_shares_artifacts_and_tracking_across_replicas(
     assert storage.tracking_uri is not None and storage.tracking_uri.startswith("postgresql://")
     assert storage.metadata_url is not None and storage.metadata_url.startswith("postgresql://")
     assert storage.artifact_root is not None and storage.artifact_root.startswith("s3://")
-    ws = SimpleNamespace(spec=spec, root=tmp_path / "state")
-    assert artifact_location(ws) == storage.artifact_root  # used as is: no local directory
+    # the same spec with its state root in a scratch directory, to see that nothing is created under it
+    local = spec.model_copy(update={"storage": storage.model_copy(update={"root": str(tmp_path / "state")})})
+    assert artifact_location(local) == storage.artifact_root  # used as is: no local directory
+    assert tracking_uri(local).startswith("postgresql+psycopg://")
+    assert open_run_tracker(local).uri == open_model_registry(local).uri == tracking_uri(local)  # opening connects to nothing yet
     assert not (tmp_path / "state").exists()
-    assert tracking_uri(ws).startswith("postgresql+psycopg://")
     # and the state root is a per-pod emptyDir, which is why nothing shared may live under it
     dep = kinds["Deployment"]["spec"]["template"]["spec"]
     assert storage.root in _writable_mounts(dep, dep["containers"][0])

@@ -115,13 +115,13 @@ def test_sorted_fast_paths_equal_the_direct_computations() -> None:
 
 
 def test_profile_for_model_fetches_the_mlflow_artifact_of_a_registered_version(project_dir: Path, tmp_path: Path) -> None:
-    from steward.training import tracking
+    from mlflow import MlflowClient
 
     ws = Workspace(load_spec(project_dir))
     prof = build_reference_profile(_ref_frame(300), ["x", "c"], ["c"], meta={"from": "training"})
     local = save_profile(prof, tmp_path / "reference_profile.json")
-    client = tracking.client(ws)
-    run = client.create_run(tracking.experiment_id(ws))
+    client = MlflowClient(ws.tracker.uri, ws.tracker.uri)
+    run = client.create_run(ws.tracker.experiment_id(ws.spec.project))
     client.log_artifact(run.info.run_id, str(local))  # what the training stage does after fitting
     client.set_terminated(run.info.run_id)
     client.create_registered_model("flights")

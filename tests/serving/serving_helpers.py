@@ -66,10 +66,10 @@ def register(ws: Workspace, name: str, booster: Any, *, champion: bool = False) 
     from steward.registry import build_manifest, promote
     from steward.registry.loader import MANIFEST_TAG
     from steward.registry.versions import register_version
-    from steward.training import tracking
 
-    tracking.configure(ws)
-    exp = tracking.experiment_id(ws)
+    mlflow.set_tracking_uri(ws.tracker.uri)
+    mlflow.set_registry_uri(ws.tracker.uri)
+    exp = ws.tracker.experiment_id(ws.spec.project)
     X, _ = training_matrix(20)
     frame = pd.DataFrame(X, columns=FEATURES)
     with mlflow.start_run(experiment_id=exp) as run:

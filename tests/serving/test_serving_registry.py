@@ -85,11 +85,16 @@ async def test_alias_move_is_picked_up_and_registry_outage_is_survived(
         assert second.predictions[0] == pytest.approx(
             float(info["b2"].predict(server.models["flights"].champion.runtime.to_input([row(1)]))[0])
         )  # type: ignore[union-attr]
-        # the tracking database goes away (nothing listens on its port): polls fail, serving goes on
+        # the tracking database goes away (nothing listens on its port): polls fail, serving goes on.
+        # The workspace opens its registry once, so the outage is a registry opened on a dead URL.
         import mlflow.store.db.utils
 
+        from steward.backends.factory import open_model_registry
+
         monkeypatch.setattr(mlflow.store.db.utils, "MAX_RETRY_COUNT", 1)  # MLflow's own retries would take ~100 s
-        ws.spec.storage.tracking_uri = "postgresql://postgres@127.0.0.1:1/unreachable"
+        storage = ws.spec.storage.model_copy(update={"tracking_uri": "postgresql://postgres@127.0.0.1:1/unreachable"})
+        live = ws.model_registry
+        ws.__dict__["model_registry"] = open_model_registry(ws.spec.model_copy(update={"storage": storage}))
         try:
             report = await server.refresh()
             assert "unreachable" in report["flights"]["error"] or "connect" in report["flights"]["error"].lower()
@@ -97,7 +102,7 @@ async def test_alias_move_is_picked_up_and_registry_outage_is_survived(
             assert third.version == str(info["v2"]) and server.ready
             assert server.metrics.poll_errors._value.get() >= 1
         finally:
-            ws.spec.storage.tracking_uri = None
+            ws.__dict__["model_registry"] = live
     finally:
         await server.stop()
 

@@ -10,12 +10,11 @@ from _train_synth import make_frame, make_workspace, training_set
 
 from steward.registry import get_alias_version, load_verified_model, run_gate
 from steward.training import train_model
-from steward.training.tracking import tracking_uri
 
 
 def test_tracking_and_registry_on_postgresql(tmp_path: Path, pg_url: str) -> None:
     ws = make_workspace(tmp_path, project="pg", tracking_uri=pg_url, name="pg_model", params={"n_estimators": 10, "num_leaves": 7})
-    assert tracking_uri(ws).startswith("postgresql+psycopg://")
+    assert ws.tracker.uri.startswith("postgresql+psycopg://") and ws.model_registry.uri == ws.tracker.uri
     res = train_model(ws, training_set(make_frame(1200), version=3))
     assert not (ws.root / "mlflow.db").exists()  # nothing tracked in the SQLite default
     with psycopg.connect(pg_url) as conn:

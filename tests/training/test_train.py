@@ -18,7 +18,7 @@ from steward.features.training_set import TrainingSet
 from steward.spec import SplitSpec
 from steward.training import reproduce, score_frame, train, train_model
 from steward.training.dataset import encode, fit_encoding, split_by_time
-from steward.training.tracking import environment_hash, git_info
+from steward.training.reproducibility import environment_hash, git_info
 from steward.workspace import Workspace
 
 

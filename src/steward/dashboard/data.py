@@ -14,10 +14,10 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from steward.dashboard.charts import HLine, Marker, bar_chart, line_chart, parse_time
+from steward.errors import NotFound, StewardError
 
 if TYPE_CHECKING:
     from steward.workspace import Workspace
@@ -66,8 +66,6 @@ def _guard(section: str, fn: Callable[[], T], empty: T) -> tuple[T, str | None]:
         logger.info("dashboard %s: stage not installed (%s)", section, exc)
         return empty, f"the {section} stage is not available ({exc.name or exc})"
     except Exception as exc:
-        from steward.errors import StewardError
-
         if isinstance(exc, StewardError):  # an expected condition (no card yet, ...): its message says it all
             logger.info("dashboard %s: %s", section, exc)
             return empty, str(exc)
@@ -78,25 +76,16 @@ def _guard(section: str, fn: Callable[[], T], empty: T) -> tuple[T, str | None]:
 # -- registry ------------------------------------------------------------------------------------
 
 
-def _registry_exists(ws: Workspace) -> bool:
-    """Whether a registry exists at all; a local SQLite one is never created just to show a page."""
-    from steward.training import tracking
-
-    uri = tracking.tracking_uri(ws)
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///") :]).exists()
-    return True
-
-
 def _registered(ws: Workspace, name: str | None = None) -> list[dict[str, Any]]:
-    if not _registry_exists(ws):
+    # a local SQLite registry is never created just to show a page
+    if not ws.model_registry.exists():
         return []
     from steward.registry import list_models
 
     try:
         return [v.to_dict() for v in list_models(ws, name)]
-    except Exception as exc:  # MLflow's "no such registered model" for one name is an empty answer, not a failure
-        if name and (getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower()):
+    except NotFound:  # no such registered model: an empty answer, not a failure
+        if name:
             return []
         raise
 

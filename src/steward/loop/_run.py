@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from steward.backends.sql_metadata import utcnow
+from steward.data.faults import fault
 from steward.errors import BackendUnavailable, Conflict, LockHeld, NotFound, SpecError, StewardError
 from steward.loop._driver import LOOP_ACTOR, PollingDriver, RolloutDriver, rollout_state
 from steward.loop._lock import LoopLock
@@ -123,8 +124,6 @@ class _Runner:
         save_run(self.ws.metadata, self.run)
         if step != "decide":  # the decision is audited as its outcome (loop.promote, loop.rollback, ...)
             self._audit(f"loop.{step}", inputs=inputs, outputs=outputs, status=status, note=note)
-        from steward.data._fault import fault
-
         fault(f"loop_after_{step}")
 
     def result(self) -> LoopResult:
@@ -204,17 +203,13 @@ class _Runner:
 
     def _existing_challenger(self) -> tuple[int, str] | None:
         """A version an earlier, crashed attempt of this loop already registered."""
-        from steward.training import tracking
-
-        client = tracking.client(self.ws)
         try:
-            versions = client.search_model_versions(f"name = '{self.model}'")
-        except Exception:  # no such registered model yet
+            versions = self.ws.model_registry.list_versions(self.model)
+        except NotFound:  # no such registered model yet
             return None
-        for mv in sorted(versions, key=lambda v: -int(v.version)):
-            tags = client.get_run(mv.run_id).data.tags if mv.run_id else {}
-            if tags.get(LOOP_TAG) == self.run.loop_id:
-                return int(mv.version), str(mv.run_id)
+        for mv in versions:
+            if mv.run_id and self.ws.tracker.get_run(mv.run_id).tags.get(LOOP_TAG) == self.run.loop_id:
+                return mv.version, mv.run_id
         return None
 
     def _step_train(self) -> tuple[dict[str, Any], dict[str, Any], str, str]:
@@ -236,8 +231,6 @@ class _Runner:
         res = train_model(self.ws, ts, progress=self.progress, run_tags={LOOP_TAG: self.run.loop_id}, actor=self.actor)
         if res.version is None:
             raise Conflict("training registered no version", code="loop.not_registered")
-        from steward.data._fault import fault
-
         fault("loop_train_registered")  # crash tests: registered, but not yet saved in the loop's context
         self.ctx.update(challenger_version=res.version, run_id=res.run_id, metrics=res.metrics)
         save_run(self.ws.metadata, self.run)

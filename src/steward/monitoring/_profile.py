@@ -432,8 +432,8 @@ def store_profile(ws: Workspace, profile: ReferenceProfile, name: str, version: 
 def profile_for_model(ws: Workspace, name: str, version: str | int) -> ReferenceProfile:
     """The reference profile stored with a model version.
 
-    Looks in the workspace's profile store first, then asks ``steward.registry`` (when that
-    stage is installed) for the ``reference_profile.json`` artifact of the version.
+    Looks in the workspace's profile store first, then asks the model registry and run tracker
+    for the ``reference_profile.json`` artifact of the version's run.
 
     Raises:
         NotFound: neither has a profile for this version.
@@ -452,28 +452,24 @@ def profile_for_model(ws: Workspace, name: str, version: str | int) -> Reference
 
 
 def _fetch_from_registry(ws: Workspace, name: str, version: str | int) -> ReferenceProfile | None:
-    """The ``reference_profile.json`` artifact of the MLflow run behind a registered version, if any."""
-    try:
-        from steward.registry.versions import get_model_version
-        from steward.training import tracking
-    except ImportError:  # the registry or training stage is not installed
-        return None
+    """The ``reference_profile.json`` artifact of the tracked run behind a registered version, if any."""
     import tempfile
 
-    uri = tracking.tracking_uri(ws)
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+    registry = ws.model_registry
+    if not registry.exists():
         return None  # the embedded tracking store was never created: nothing is registered
     try:
-        mv = get_model_version(ws, name, int(version))
-        client = tracking.client(ws)
+        mv = registry.get_version(name, int(version))
     except (NotFound, ValueError) as exc:
         logger.info("no registered version %s/%s: %s", name, version, exc)
+        return None
+    if mv.run_id is None:
         return None
     with tempfile.TemporaryDirectory(prefix="steward-profile-") as tmp:
         for artifact in (PROFILE_ARTIFACT, f"monitoring/{PROFILE_ARTIFACT}"):
             try:
-                local = client.download_artifacts(mv.run_id, artifact, tmp)
-            except Exception as exc:  # MLflow raises its own errors for a missing artifact
+                local = ws.tracker.download_artifact(mv.run_id, artifact, Path(tmp))
+            except NotFound as exc:
                 logger.debug("no %s in run %s: %s", artifact, mv.run_id, exc)
                 continue
             return load_profile(local)

@@ -42,7 +42,6 @@ from steward.errors import Conflict, GateFailed, NotFound
 from steward.governance.audit import file_ref
 from steward.registry.loader import load_verified_model
 from steward.registry.versions import CHALLENGER, CHAMPION, current_actor, get_alias_version, get_model_version
-from steward.training import tracking
 from steward.training.dataset import FeatureEncoding, encode
 from steward.training.estimators import predict_proba
 from steward.training.metrics import HIGHER_IS_BETTER, compute_metrics, fairness_report, is_non_inferior, slice_metrics
@@ -201,15 +200,13 @@ def _checks(
     return checks
 
 
-def _validation_frame(run_id: str) -> pl.DataFrame:
-    import mlflow
-
+def _validation_frame(ws: Workspace, run_id: str) -> pl.DataFrame:
     from steward.training.core import VALIDATION_ARTIFACT
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{VALIDATION_ARTIFACT}", dst_path=tmp)
-        except Exception:
+            path = ws.tracker.download_artifact(run_id, VALIDATION_ARTIFACT, Path(tmp))
+        except NotFound:
             raise NotFound(
                 f"run {run_id} has no stored validation set", hint="only versions trained by 'steward train' can be gated"
             ) from None
@@ -237,8 +234,7 @@ def run_gate(ws: Workspace, name: str | None = None, *, version: int | None = No
         raise Conflict(f"{name} v{version} already is the champion", code="registry.already_champion")
     mv = get_model_version(ws, name, version)
     run_id = str(mv.run_id)
-    tracking.configure(ws)
-    frame = _validation_frame(run_id)
+    frame = _validation_frame(ws, run_id)
     model_c, info_c = load_verified_model(ws, name, version)
     label = info_c.metadata["steward"]["label"]
     y = frame[label].cast(pl.Int64).to_numpy().astype(int)
@@ -307,7 +303,6 @@ def _record(ws: Workspace, verdict: GateVerdict) -> None:
             "verdict_id": verdict.verdict_id,
         },
     )
-    client = tracking.client(ws)
     failed = ",".join(c.name for c in verdict.failed_checks)
     tags = {
         "steward.gate.passed": str(verdict.passed).lower(),
@@ -316,16 +311,15 @@ def _record(ws: Workspace, verdict: GateVerdict) -> None:
         "steward.gate.failed_checks": failed[:5000] or "none",
         "steward.gate.at": verdict.created_at,
     }
-    for k, v in tags.items():
-        client.set_tag(verdict.run_id, k, v)
-    client.log_dict(verdict.run_id, body, f"gate/verdict-{verdict.verdict_id}.json")
-    client.set_model_version_tag(
-        verdict.model_name, str(verdict.challenger_version), "steward.gate", "passed" if verdict.passed else "failed"
+    ws.tracker.set_tags(verdict.run_id, tags)
+    ws.tracker.log_dict(verdict.run_id, body, f"gate/verdict-{verdict.verdict_id}.json")
+    ws.model_registry.set_version_tag(
+        verdict.model_name, verdict.challenger_version, "steward.gate", "passed" if verdict.passed else "failed"
     )
     if card is not None:
         from steward.training.cards import log_card
 
-        log_card(client, verdict.run_id, ws, verdict.model_name, verdict.challenger_version)
+        log_card(ws, verdict.run_id, verdict.model_name, verdict.challenger_version)
 
 
 def _write_card_verdict(ws: Workspace, verdict: GateVerdict, body: dict[str, Any]) -> tuple[Path, Path] | None:

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from steward.errors import DataError, NotFound
 from steward.registry.manifest import verify_artifacts
 from steward.registry.versions import get_alias_version, get_model_version
-from steward.training import tracking
 from steward.training.estimators import load_native, resolve_estimator
 
 if TYPE_CHECKING:
+    from steward.backends.base import ModelMetadata
     from steward.workspace import Workspace
 
 __all__ = ["MANIFEST_TAG", "load_verified_model", "resolve_version"]
@@ -45,13 +45,13 @@ def resolve_version(ws: Workspace, name: str, ref: str | int) -> int:
     return version
 
 
-def load_verified_model(ws: Workspace, name: str, alias: str | int = "champion") -> tuple[Any, Any]:
+def load_verified_model(ws: Workspace, name: str, alias: str | int = "champion") -> tuple[Any, ModelMetadata]:
     """Download ``name@alias`` (or a version number), verify it, and load it natively.
 
     Returns:
         ``(model, model_info)``: a ``lightgbm.Booster`` or scikit-learn estimator,
-        and MLflow's ``ModelInfo`` (``model_info.metadata["steward"]`` holds the
-        feature encoding; see :func:`steward.training.score_frame`).
+        and its :class:`~steward.backends.base.ModelMetadata` (``model_info.metadata["steward"]``
+        holds the feature encoding; see :func:`steward.training.score_frame`).
 
     Raises:
         NotFound: no such model, alias or version.
@@ -60,18 +60,15 @@ def load_verified_model(ws: Workspace, name: str, alias: str | int = "champion")
     """
     version = resolve_version(ws, name, alias)
     mv = get_model_version(ws, name, version)
-    raw = (mv.tags or {}).get(MANIFEST_TAG)
+    raw = mv.tags.get(MANIFEST_TAG)
     if not raw:
         raise DataError(
             f"{name} v{version} has no artifact manifest", code="registry.artifact_mismatch", hint="only models registered by Steward load"
         )
     manifest = json.loads(raw)
-    tracking.configure(ws)
-    import mlflow
-    from mlflow.models import get_model_info
-
+    registry = ws.model_registry
     with tempfile.TemporaryDirectory(prefix="steward-model-") as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=tmp))
+        local = registry.download_model(mv.source, Path(tmp))
         verify_artifacts(local, manifest)
         trusted_root = None
         try:
@@ -79,6 +76,6 @@ def load_verified_model(ws: Workspace, name: str, alias: str | int = "champion")
         except Exception:  # the current spec may name an estimator this version did not use
             logger.debug("spec estimator not resolvable; trusting only built-in prefixes")
         model = load_native(local, extra_trusted_root=trusted_root)
-        info = get_model_info(str(local))
+        info = registry.model_metadata(local)
     logger.info("loaded %s v%s (%s files verified)", name, version, len(manifest))
     return model, info

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from steward.backends.sql_metadata import utcnow
 from steward.errors import Conflict, GateFailed, NotFound, ValidationFailed
-from steward.training import tracking
 
 if TYPE_CHECKING:
+    from steward.backends.base import ModelVersionInfo
     from steward.workspace import Workspace
 
 __all__ = [
@@ -99,37 +99,28 @@ def current_actor(actor: str | None = None) -> str:
         return "unknown"
 
 
-def _not_found(exc: Exception) -> bool:
-    return getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in str(exc).lower()
-
-
-def get_model_version(ws: Workspace, name: str, version: int) -> Any:
-    """The MLflow ``ModelVersion``.
+def get_model_version(ws: Workspace, name: str, version: int) -> ModelVersionInfo:
+    """One registered version (its run, source, tags and aliases).
 
     Raises:
         NotFound: no such model or version.
+        ValidationFailed: the name is not a valid model name.
+        BackendUnavailable: the registry cannot be reached.
     """
-    from mlflow.exceptions import MlflowException
-
     try:
-        return tracking.client(ws).get_model_version(name, str(version))
-    except MlflowException as exc:
-        if _not_found(exc):
-            raise NotFound(f"model {name} has no version {version}", hint="see 'steward registry list'") from None
-        raise
+        return ws.model_registry.get_version(name, version)
+    except NotFound:
+        raise NotFound(f"model {name} has no version {version}", hint="see 'steward registry list'") from None
 
 
 def get_alias_version(ws: Workspace, name: str, alias: str) -> int | None:
-    """The version an alias points at, or None when unset (or the model does not exist)."""
-    from mlflow.exceptions import MlflowException
+    """The version an alias points at, or None when unset (or the model does not exist).
 
-    try:
-        mv = tracking.client(ws).get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        if _not_found(exc) or getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
-            return None
-        raise
-    return int(mv.version)
+    Raises:
+        ValidationFailed: the name is not a valid model name.
+        BackendUnavailable: the registry cannot be reached.
+    """
+    return ws.model_registry.get_alias(name, alias)
 
 
 def _record(ws: Workspace, change: AliasChange) -> None:
@@ -152,13 +143,13 @@ def _record(ws: Workspace, change: AliasChange) -> None:
 
 def set_alias(ws: Workspace, name: str, alias: str, version: int | None, *, actor: str, reason: str, action: str) -> AliasChange:
     """Point ``alias`` at ``version`` (or remove it when None) and record the change."""
-    c = tracking.client(ws)
+    registry = ws.model_registry
     before = get_alias_version(ws, name, alias)
     if version is None:
         if before is not None:
-            c.delete_registered_model_alias(name, alias)
+            registry.delete_alias(name, alias)
     else:
-        c.set_registered_model_alias(name, alias, str(version))
+        registry.set_alias(name, alias, version)
     change = AliasChange(uuid.uuid4().hex, name, alias, before, version, action, actor, reason, utcnow())
     _record(ws, change)
     ws.audit.append(
@@ -174,11 +165,7 @@ def set_alias(ws: Workspace, name: str, alias: str, version: int | None, *, acto
 
 def register_version(ws: Workspace, *, name: str, model_uri: str, run_id: str, tags: dict[str, str], actor: str | None = None) -> int:
     """Register a logged model as a new version of ``name`` and make it the ``challenger``."""
-    import mlflow
-
-    tracking.configure(ws)
-    mv = mlflow.register_model(model_uri, name, await_registration_for=0, tags=tags)
-    version = int(mv.version)
+    version = ws.model_registry.register_version(name, model_uri, tags=tags).version
     set_alias(ws, name, CHALLENGER, version, actor=current_actor(actor), reason=f"trained by run {run_id}", action="register")
     return version
 
@@ -281,28 +268,28 @@ def rollback(ws: Workspace, name: str, *, reason: str, actor: str | None = None)
 
 
 def list_models(ws: Workspace, name: str | None = None) -> list[ModelVersionSummary]:
-    """Every registered version (of one model, or all), newest first, with aliases and main metric."""
-    c = tracking.client(ws)
-    names = [name] if name else sorted(m.name for m in c.search_registered_models(max_results=1000))
+    """Every registered version (of one model, or all), newest first, with aliases and main metric.
+
+    Raises:
+        NotFound: ``name`` is given and no such model is registered.
+        BackendUnavailable: the registry cannot be reached.
+    """
+    registry = ws.model_registry
+    names = [name] if name else registry.list_models()
     out: list[ModelVersionSummary] = []
     for n in names:
-        versions = c.search_model_versions(f"name = '{n}'", max_results=1000)
-        # search results do not always carry aliases; the registered model does
-        by_version: dict[int, list[str]] = {}
-        for alias, v in (c.get_registered_model(n).aliases or {}).items():
-            by_version.setdefault(int(v), []).append(alias)
-        for mv in sorted(versions, key=lambda v: -int(v.version)):
-            tags = dict(mv.tags or {})
+        for mv in registry.list_versions(n):
+            tags = dict(mv.tags)
             metric = tags.get("steward.metric")
             value = tags.get("steward.metric_value")
-            verdict = latest_gate_verdict(ws, n, int(mv.version))
+            verdict = latest_gate_verdict(ws, n, mv.version)
             out.append(
                 ModelVersionSummary(
                     name=n,
-                    version=int(mv.version),
-                    aliases=sorted(by_version.get(int(mv.version), [])),
+                    version=mv.version,
+                    aliases=list(mv.aliases),
                     run_id=mv.run_id,
-                    created_at=_ms_to_iso(mv.creation_timestamp),
+                    created_at=mv.created_at,
                     metric=metric,
                     metric_value=float(value) if value not in (None, "", "None") else None,
                     gate=None if verdict is None else ("passed" if verdict["passed"] else "failed"),
@@ -310,9 +297,3 @@ def list_models(ws: Workspace, name: str | None = None) -> list[ModelVersionSumm
                 )
             )
     return out
-
-
-def _ms_to_iso(ms: int | None) -> str:
-    from datetime import UTC, datetime
-
-    return "" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")

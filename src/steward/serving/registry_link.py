@@ -3,8 +3,9 @@
 Everything goes through :mod:`steward.registry`: ``load_verified_model`` checks the
 artifacts' SHA-256 manifest before anything is deserialized (a mismatch refuses the
 load), and ``promote`` moves ``champion`` (keeping ``previous``) behind the gate.
-Registry errors that mean "the tracking database is unreachable" become
-:class:`~steward.errors.BackendUnavailable`, which the server survives.
+The registry backend reports an unreachable store as :class:`~steward.errors.BackendUnavailable`
+(never as "not found"), which the server survives; anything else unexpected while loading is
+reported the same way, so one bad poll never takes serving down.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from steward.errors import BackendUnavailable, StewardError
 from steward.serving.runtime import InputSchema, NativeRuntime
 
 if TYPE_CHECKING:
+    from steward.backends.base import ModelMetadata
     from steward.workspace import Workspace
 
 __all__ = ["load_runtime", "model_aliases", "promote_version", "resolve_version", "schema_of"]
@@ -47,16 +49,12 @@ def resolve_version(ws: Workspace, name: str, alias: str) -> str | None:
 
 
 def model_aliases(ws: Workspace, name: str) -> dict[str, str]:
-    """Alias → version for one registered model (empty when the model does not exist)."""
-    from steward.training import tracking
+    """Alias → version for one registered model (empty when the model does not exist).
 
-    try:
-        rm = tracking.client(ws).get_registered_model(name)
-    except Exception as exc:
-        if "not found" in str(exc).lower() or "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")):
-            return {}
-        raise _unavailable(exc, f"reading {name}") from exc
-    return {str(k): str(v) for k, v in (rm.aliases or {}).items()}
+    Raises:
+        BackendUnavailable: the tracking database cannot be reached.
+    """
+    return {alias: str(version) for alias, version in ws.model_registry.aliases(name).items()}
 
 
 def promote_version(
@@ -68,14 +66,13 @@ def promote_version(
     promote(ws, name, int(version), reason=reason, actor=actor, force=force)
 
 
-def schema_of(model: Any, info: Any) -> InputSchema:
-    """The input schema: Steward's stored feature encoding, else the MLflow signature, else the model's feature names."""
-    meta = (getattr(info, "metadata", None) or {}).get("steward") or {}
+def schema_of(model: Any, info: ModelMetadata) -> InputSchema:
+    """The input schema: Steward's stored feature encoding, else the model's signature, else no fields."""
+    meta = info.metadata.get("steward") or {}
     encoding = meta.get("encoding")
     if encoding:
         return InputSchema.from_encoding(encoding)
-    signature = getattr(info, "signature", None)
-    return InputSchema.from_mlflow_signature(signature) if signature is not None else InputSchema(())
+    return InputSchema.from_signature(info.inputs) if info.inputs is not None else InputSchema(())
 
 
 def load_runtime(ws: Workspace, name: str, ref: str, *, entity_keys: list[str] | None = None) -> NativeRuntime:

@@ -4,7 +4,7 @@ A :class:`ModelRuntime` wraps a model in its *native* flavour (a LightGBM
 ``Booster``, a scikit-learn estimator) rather than MLflow's pyfunc wrapper:
 pyfunc re-validates and converts every call through pandas, which costs more
 than the prediction itself for one row. Validation happens once, here, against
-an :class:`InputSchema` built from the model's MLflow signature.
+an :class:`InputSchema` built from the model's stored feature encoding or signature.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from steward.backends.base import SignatureField
 from steward.errors import Conflict, ValidationFailed
 
 __all__ = [
@@ -32,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 Kind = Literal["number", "integer", "string", "boolean"]
 
-_MLFLOW_KINDS: dict[str, Kind] = {
+# Column types of a model signature (MLflow's names) -> the kinds requests are validated against.
+_SIGNATURE_KINDS: dict[str, Kind] = {
     "double": "number",
     "float": "number",
     "long": "integer",
@@ -101,18 +103,13 @@ class InputSchema:
         return cls(tuple(specs))
 
     @classmethod
-    def from_mlflow_signature(cls, signature: Any, feature_names: Sequence[str] | None = None) -> InputSchema:
-        """Build from an MLflow ``ModelSignature`` (column-based), falling back to numeric ``feature_names``."""
-        inputs = getattr(signature, "inputs", None) if signature is not None else None
+    def from_signature(cls, inputs: Sequence[SignatureField] | None, feature_names: Sequence[str] | None = None) -> InputSchema:
+        """Build from a stored model's column signature, falling back to numeric ``feature_names``."""
         specs: list[FieldSpec] = []
-        if inputs is not None and getattr(inputs, "has_input_names", lambda: False)():
-            for col in inputs.inputs:
-                dtype = getattr(col, "type", None)
-                tname = getattr(dtype, "name", str(dtype)).lower()
-                kind = _MLFLOW_KINDS.get(tname, "number")
-                # floats are nullable (NaN is a value for them); other kinds follow the signature
-                required = bool(getattr(col, "required", True)) and kind != "number"
-                specs.append(FieldSpec(str(col.name), kind, required))
+        for col in inputs or ():
+            kind = _SIGNATURE_KINDS.get(col.type.lower(), "number")
+            # floats are nullable (NaN is a value for them); other kinds follow the signature
+            specs.append(FieldSpec(col.name, kind, col.required and kind != "number"))
         if not specs and feature_names:
             specs = [FieldSpec(n, "number", False) for n in feature_names]
         return cls(tuple(specs))
@@ -300,7 +297,7 @@ class NativeRuntime:
         name: Registered model name.
         version: Registry version.
         schema: Input schema; default: numeric fields from the model's feature names.
-        info: Registry metadata (``ModelInfo`` or a dict), kept for ``/v1/models/{name}``.
+        info: Registry metadata (:class:`~steward.backends.base.ModelMetadata` or a dict), kept for ``/v1/models/{name}``.
     """
 
     model: Any

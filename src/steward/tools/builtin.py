@@ -103,14 +103,12 @@ class PromoteParams(ToolParams):
 
 # -- read ----------------------------------------------------------------------------------------------------------------------
 def _list_models(ws: Workspace, p: ListModelsParams, ctx: ToolContext) -> Any:
-    from mlflow.exceptions import MlflowException
-
     from steward.registry import list_models
 
     try:
         versions = list_models(ws, p.model)
-    except MlflowException as exc:
-        if p.model and getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+    except NotFound:
+        if p.model:
             raise NotFound(f"no registered model named {p.model!r}", hint="call list_models without a model to see them all") from None
         raise
     if p.model and not versions:

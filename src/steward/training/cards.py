@@ -117,10 +117,10 @@ def write_card(ws: Workspace, card: dict[str, Any]) -> Path:
     return md
 
 
-def log_card(client: Any, run_id: str, ws: Workspace, name: str, version: int) -> None:
+def log_card(ws: Workspace, run_id: str, name: str, version: int) -> None:
     """Log the written card files with the version's run (artifact path ``card/``)."""
     for path in card_paths(ws, name, version):
-        client.log_artifact(run_id, str(path), artifact_path="card")
+        ws.tracker.log_artifact(run_id, path, artifact_path="card")
 
 
 def read_card(ws: Workspace, name: str, version: int) -> tuple[str, dict[str, Any]]:

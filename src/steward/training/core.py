@@ -22,15 +22,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from steward.backends.base import tracked_run
 from steward.backends.sql_metadata import utcnow
 from steward.errors import NotFound, ValidationFailed
 from steward.spec import FairnessSpec, ModelSpec, SplitSpec
-from steward.training import tracking
 from steward.training.dataset import FeatureEncoding, encode, fit_encoding, sort_for_training, split_by_time
 from steward.training.estimators import EstimatorRef, fit, log_native, predict_proba, resolve_estimator
 from steward.training.metrics import METRICS, compute_metrics, fairness_report, prediction_hash, slice_metrics
+from steward.training.reproducibility import environment_hash, git_info
 
 if TYPE_CHECKING:
+    from steward.backends.base import LoggedModel
     from steward.features.training_set import TrainingSet
     from steward.workspace import Workspace
 
@@ -165,7 +167,7 @@ def train_model(
     """Train, evaluate, explain and track one model on ``training_set``; register it as ``challenger``.
 
     Args:
-        ws: The workspace (tracking URI, state root, metadata store).
+        ws: The workspace (run tracker, model registry, state root, metadata store).
         training_set: Labelled events with features, every input pinned.
         spec: The model section to use; default ``ws.spec.model``.
         progress: Called with a short message at each step.
@@ -227,8 +229,8 @@ def train_model(
 
     importance = feature_importance(ref, model, x_valid, y_valid, sample=ms.explain_sample, seed=ms.seed)
 
-    git = tracking.git_info(ws.spec.base_dir)
-    env_hash, env_source = tracking.environment_hash(ws.spec.base_dir)
+    git = git_info(ws.spec.base_dir)
+    env_hash, env_source = environment_hash(ws.spec.base_dir)
     data_versions = training_set.data_versions
     config = {
         "model_name": ms.name,
@@ -249,10 +251,8 @@ def train_model(
     }
 
     _say(progress, "tracking the run in MLflow")
-    exp_id = tracking.experiment_id(ws)
-    import mlflow
-    from mlflow.models import infer_signature
-
+    tracker = ws.tracker
+    exp_id = tracker.experiment_id(ws.spec.project)
     tags = {
         "steward.model_name": ms.name,
         "steward.estimator": ref.path,
@@ -267,9 +267,8 @@ def train_model(
         "steward.actor": _actor(actor),
         **(run_tags or {}),
     }
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"{ms.name}-{utcnow()[:19]}", tags=tags) as run:
-        run_id = run.info.run_id
-        mlflow.log_params(_flat_params({**params, "seed": ms.seed, "estimator": ref.path, "validation_from": cut}))
+    with tracked_run(tracker, exp_id, run_name=f"{ms.name}-{utcnow()[:19]}", tags=tags) as run_id:
+        tracker.log_params(run_id, _flat_params({**params, "seed": ms.seed, "estimator": ref.path, "validation_from": cut}))
         metrics: dict[str, float] = {f"valid_{k}": v for k, v in overall.items() if v is not None}
         metrics.update({f"train_{k}": v for k, v in train_metrics.items() if v is not None})
         metrics.update({"rows_train": float(len(x_train)), "rows_validation": float(len(x_valid)), "fit_seconds": fit_seconds})
@@ -280,17 +279,17 @@ def train_model(
                         metrics[_safe_metric_key("slice", col, g, m)] = float(e[m])
         if fairness and fairness["gap"] is not None:
             metrics[_safe_metric_key("fairness", fairness["column"], fairness["metric"], "gap")] = float(fairness["gap"])
-        mlflow.log_metrics(metrics)
-        mlflow.log_dict(config, CONFIG_ARTIFACT)
-        mlflow.log_dict({"overall": overall, "train": train_metrics, "slices": slices}, "metrics/metrics.json")
+        tracker.log_metrics(run_id, metrics)
+        tracker.log_dict(run_id, config, CONFIG_ARTIFACT)
+        tracker.log_dict(run_id, {"overall": overall, "train": train_metrics, "slices": slices}, "metrics/metrics.json")
         if fairness is not None:
-            mlflow.log_dict(fairness, "metrics/fairness.json")
-        mlflow.log_dict(importance, "explanations/feature_importance.json")
+            tracker.log_dict(run_id, fairness, "metrics/fairness.json")
+        tracker.log_dict(run_id, importance, "explanations/feature_importance.json")
         # The reference profile monitoring compares every serving window against (never re-reading training data).
         profile = _reference_profile(train_df, features, categorical, p_train, y_train, ms.seed)
-        mlflow.log_dict(profile.to_dict(), "reference_profile.json")
+        tracker.log_dict(run_id, profile.to_dict(), "reference_profile.json")
         if search_summary is not None:
-            mlflow.log_dict(search_summary, "search/trials.json")
+            tracker.log_dict(run_id, search_summary, "search/trials.json")
         keep = list(dict.fromkeys([*features, training_set.label, training_set.event_time, *ms.slices, *training_set.entity_keys]))
         if ms.fairness:
             keep.append(ms.fairness.column)
@@ -298,9 +297,8 @@ def train_model(
         with tempfile.TemporaryDirectory() as tmp:
             vpath = Path(tmp) / "validation.parquet"
             valid_df.select(keep).write_parquet(vpath)
-            mlflow.log_artifact(str(vpath), artifact_path="validation")
+            tracker.log_artifact(run_id, vpath, artifact_path="validation")
         example = x_valid.head(5)
-        signature = infer_signature(example, p_valid[:5])
         metadata = {
             "steward": {
                 "encoding": encoding.to_dict(),
@@ -312,7 +310,7 @@ def train_model(
                 "run_id": run_id,
             }
         }
-        info = log_native(ref, model, signature=signature, input_example=example, metadata=metadata)
+        info = log_native(tracker, run_id, ref, model, input_example=example, output_example=p_valid[:5], metadata=metadata)
     # the pinned inputs also go to the lineage table: `steward data vacuum` keeps every version a run read,
     # so `steward reproduce` keeps working after old files are cleaned up
     from steward.data.runs import record_input
@@ -439,7 +437,7 @@ def _register(
     ms: ModelSpec,
     ref: EstimatorRef,
     *,
-    info: Any,
+    info: LoggedModel,
     run_id: str,
     overall: dict[str, float | None],
     slices: dict[str, Any],
@@ -455,16 +453,13 @@ def _register(
     pred_hash: str,
     actor: str | None,
 ) -> tuple[int, Path]:
-    import mlflow
-
     from steward.registry.loader import MANIFEST_TAG
     from steward.registry.manifest import build_manifest
     from steward.registry.versions import register_version
     from steward.training.cards import log_card, write_card
 
-    client = tracking.client(ws)
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=tmp))
+        local = ws.model_registry.download_model(info.model_uri, Path(tmp))
         manifest = build_manifest(local)
     main = overall.get(ms.metric)
     tags = {
@@ -476,7 +471,7 @@ def _register(
         "steward.prediction_hash": pred_hash,
     }
     version = register_version(ws, name=ms.name, model_uri=info.model_uri, run_id=run_id, tags=tags, actor=actor)
-    client.log_dict(run_id, {"model": ms.name, "version": version, "files": manifest}, f"manifests/v{version}.json")
+    ws.tracker.log_dict(run_id, {"model": ms.name, "version": version, "files": manifest}, f"manifests/v{version}.json")
     card = {
         "model": ms.name,
         "version": version,
@@ -503,7 +498,7 @@ def _register(
         "gate": None,
     }
     card_path = write_card(ws, card)
-    log_card(client, run_id, ws, ms.name, version)
+    log_card(ws, run_id, ms.name, version)
     return version, card_path
 
 
@@ -528,13 +523,6 @@ def train(
     return train_model(ws, ts, progress=progress)
 
 
-def _load_run_json(run_id: str, path: str) -> dict[str, Any]:
-    import mlflow
-
-    data: dict[str, Any] = mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}")
-    return data
-
-
 def reproduce(ws: Workspace, run_id: str, *, builder: Builder | None = None, progress: Progress | None = None) -> ReproduceResult:
     """Rebuild a run's training set from its pinned versions, retrain, and compare prediction hashes.
 
@@ -544,17 +532,16 @@ def reproduce(ws: Workspace, run_id: str, *, builder: Builder | None = None, pro
 
     Raises:
         NotFound: no such run, or it was not made by ``steward train``.
+        BackendUnavailable: the tracking store cannot be reached.
     """
-    client = tracking.client(ws)
-    from mlflow.exceptions import MlflowException
-
+    tracker = ws.tracker
     try:
-        run = client.get_run(run_id)
-    except MlflowException:
+        run = tracker.get_run(run_id)
+    except NotFound:
         raise NotFound(f"no MLflow run {run_id}", hint="copy a run id from 'steward registry list'") from None
     try:
-        config = _load_run_json(run_id, CONFIG_ARTIFACT)
-    except Exception:
+        config = tracker.load_dict(run_id, CONFIG_ARTIFACT)
+    except NotFound:
         raise NotFound(f"run {run_id} has no {CONFIG_ARTIFACT}", hint="only runs made by 'steward train' can be reproduced") from None
     pins = {str(k): int(v) for k, v in config["data_versions"].items()}
     _say(progress, f"rebuilding the training set at {', '.join(f'{k}@{v}' for k, v in sorted(pins.items())) or 'no pins'}")
@@ -583,13 +570,13 @@ def reproduce(ws: Workspace, run_id: str, *, builder: Builder | None = None, pro
     result = train_model(
         ws, ts, spec=spec, progress=progress, register=False, fixed_params=dict(config["params"]), run_tags={"steward.reproduces": run_id}
     )
-    original = run.data.tags.get("steward.prediction_hash", "")
-    env_now, _ = tracking.environment_hash(ws.spec.base_dir)
-    git_then = run.data.tags.get("steward.git_sha", "none")
-    if run.data.tags.get("steward.git_dirty") == "true":
+    original = run.tags.get("steward.prediction_hash", "")
+    env_now, _ = environment_hash(ws.spec.base_dir)
+    git_then = run.tags.get("steward.git_sha", "none")
+    if run.tags.get("steward.git_dirty") == "true":
         git_then += "+dirty"
     same = bool(original) and original == result.prediction_hash
-    client.set_tag(result.run_id, "steward.reproduced_same_hash", str(same).lower())
+    tracker.set_tags(result.run_id, {"steward.reproduced_same_hash": str(same).lower()})
     return ReproduceResult(
         run_id=run_id,
         reproduce_run_id=result.run_id,
@@ -598,8 +585,8 @@ def reproduce(ws: Workspace, run_id: str, *, builder: Builder | None = None, pro
         new_hash=result.prediction_hash,
         data_versions=pins,
         git_then=git_then,
-        git_now=tracking.git_info(ws.spec.base_dir).label,
-        env_hash_then=run.data.tags.get("steward.env_hash", ""),
+        git_now=git_info(ws.spec.base_dir).label,
+        env_hash_then=run.tags.get("steward.env_hash", ""),
         env_hash_now=env_now,
         metrics=result.metrics,
     )

@@ -20,15 +20,19 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 import yaml
 
 from steward.errors import DataError, SpecError
+
+if TYPE_CHECKING:
+    from steward.backends.base import LoggedModel, RunTracker
 
 __all__ = [
     "EstimatorRef",
@@ -171,28 +175,39 @@ def _trusted_types(file: Path, ref_root: str | None) -> list[str]:
     return list(untrusted)
 
 
-def log_native(ref: EstimatorRef, model: Any, *, signature: Any, input_example: pd.DataFrame, metadata: dict[str, Any]) -> Any:
-    """Log the model in its native MLflow flavour under the active run; return ``ModelInfo``."""
-    import mlflow
+def log_native(
+    tracker: RunTracker,
+    run_id: str,
+    ref: EstimatorRef,
+    model: Any,
+    *,
+    input_example: pd.DataFrame,
+    output_example: np.ndarray,
+    metadata: dict[str, Any],
+) -> LoggedModel:
+    """Log the model in its native flavour into the (active) run ``run_id``.
 
-    common: dict[str, Any] = {
-        "name": "model",
-        "signature": signature,
-        "input_example": input_example,
-        "pip_requirements": pip_requirements(ref),
-        "metadata": metadata,
-    }
-    if ref.kind == "lightgbm":
-        return mlflow.lightgbm.log_model(model, **common)
-    import tempfile
+    A scikit-learn model is probed with skops first: a type outside the allow-list refuses
+    the log (:class:`~steward.errors.DataError`), and only the vetted types are stored as trusted.
+    """
+    trusted: list[str] = []
+    if ref.kind != "lightgbm":
+        import skops.io  # type: ignore[import-untyped]
 
-    import skops.io  # type: ignore[import-untyped]
-
-    with tempfile.TemporaryDirectory() as tmp:
-        probe = Path(tmp) / "probe.skops"
-        skops.io.dump(model, str(probe))
-        trusted = _trusted_types(probe, ref.module_root)
-    return mlflow.sklearn.log_model(model, serialization_format="skops", skops_trusted_types=trusted, **common)
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = Path(tmp) / "probe.skops"
+            skops.io.dump(model, str(probe))
+            trusted = _trusted_types(probe, ref.module_root)
+    return tracker.log_model(
+        run_id,
+        model,
+        flavor="lightgbm" if ref.kind == "lightgbm" else "sklearn",
+        input_example=input_example,
+        output_example=output_example,
+        pip_requirements=pip_requirements(ref),
+        metadata=metadata,
+        trusted_types=trusted,
+    )
 
 
 def load_native(local_dir: Path, *, extra_trusted_root: str | None = None) -> Any:

@@ -1,134 +1,22 @@
-"""MLflow tracking and registry wiring, plus the reproducibility triple.
-
-MLflow is imported lazily (it is heavy). :func:`configure` points MLflow at the
-tracking and registry URI the spec names (SQLite under the state root by
-default, PostgreSQL when ``storage.tracking_uri`` says so) and makes sure the
-project's experiment stores artifacts under ``ROOT/mlartifacts`` (or
-``storage.artifact_root``).
-
-The reproducibility triple recorded on every run:
+"""The reproducibility triple recorded on every training run (the code and environment parts).
 
 * code: the git SHA of the project directory and whether the tree is dirty;
-* data: every training input pinned as ``table@version``;
+* data: every training input pinned as ``table@version`` (see :class:`~steward.features.TrainingSet`);
 * environment: sha256 of the repo's ``requirements.lock`` (or, when there is
   none, of every installed distribution's ``name==version``).
+
+Where runs are tracked is the run tracker's business (:attr:`steward.workspace.Workspace.tracker`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import logging
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from steward._extras import optional_import
-from steward.errors import BackendUnavailable
-
-if TYPE_CHECKING:
-    from steward.workspace import Workspace
-
-__all__ = [
-    "GitInfo",
-    "artifact_location",
-    "client",
-    "configure",
-    "environment_hash",
-    "experiment_id",
-    "git_info",
-    "quiet_env",
-    "tracking_uri",
-]
-
-logger = logging.getLogger(__name__)
-
-_QUIET = {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
-
-
-def quiet_env() -> None:
-    """Turn off telemetry and progress bars before MLflow or Ray is imported."""
-    for key, value in _QUIET.items():
-        os.environ.setdefault(key, value)
-
-
-def tracking_uri(ws: Workspace) -> str:
-    """The MLflow tracking URI: ``storage.tracking_uri`` or ``sqlite:///ROOT/mlflow.db``.
-
-    ``postgresql://`` URLs are rewritten to SQLAlchemy's psycopg 3 driver, the
-    only PostgreSQL driver Steward installs.
-    """
-    uri = ws.spec.storage.tracking_uri
-    if not uri:
-        return f"sqlite:///{ws.root / 'mlflow.db'}"
-    for prefix in ("postgresql://", "postgres://"):
-        if uri.startswith(prefix):
-            return "postgresql+psycopg://" + uri[len(prefix) :]
-    if "://" not in uri:
-        # a bare path means a local SQLite file, relative to steward.yaml
-        return f"sqlite:///{ws.spec.resolve(uri)}"
-    return uri
-
-
-def artifact_location(ws: Workspace) -> str:
-    """Where the project's experiment stores artifacts (a URI)."""
-    root = ws.spec.storage.artifact_root
-    if root and "://" in root:
-        if root.startswith("s3://"):
-            # MLflow's S3 artifact store imports boto3 only when it first writes; fail here, naming the extra
-            optional_import("boto3", extra="s3", needed_for="storage.artifact_root: s3://")
-        return root
-    path = ws.spec.resolve(root) if root else ws.root / "mlartifacts"
-    path.mkdir(parents=True, exist_ok=True)
-    return path.as_uri()
-
-
-def configure(ws: Workspace) -> str:
-    """Point MLflow's fluent API at the workspace's tracking and registry URI; return it."""
-    quiet_env()
-    import mlflow
-
-    uri = tracking_uri(ws)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return uri
-
-
-def client(ws: Workspace) -> Any:
-    """An ``MlflowClient`` for the workspace (tracking and registry on the same store)."""
-    uri = configure(ws)
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def experiment_id(ws: Workspace) -> str:
-    """The id of the project's experiment (named after the project), created on first use."""
-    c = client(ws)
-    name = ws.spec.project
-    try:
-        exp = c.get_experiment_by_name(name)
-        if exp is not None:
-            return str(exp.experiment_id)
-        return str(c.create_experiment(name, artifact_location=artifact_location(ws)))
-    except Exception as exc:
-        if type(exc).__name__ in ("OperationalError", "MlflowException") and "connect" in str(exc).lower():
-            raise BackendUnavailable(
-                f"cannot reach the MLflow tracking store at {tracking_uri(ws)}: {str(exc).splitlines()[0]}",
-                hint="start the database or fix storage.tracking_uri",
-            ) from exc
-        # two processes may race to create the experiment: the loser reads it back
-        exp = c.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return str(exp.experiment_id)
+__all__ = ["GitInfo", "environment_hash", "git_info"]
 
 
 @dataclass(frozen=True)
