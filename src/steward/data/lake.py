@@ -1,10 +1,13 @@
 """The medallion lake: Delta tables for bronze, silver, gold, quarantine and logs.
 
 Every write is exactly one Delta commit, tagged with the run and batch that
-made it, and recorded in the metadata store so ``steward data history`` can
-show row counts and writers. Every dataset reference is ``layer.name@version``.
-Reads go through Arrow into Polars (DuckDB's own delta extension would download
-at run time, so we never use it).
+made it, and recorded in the metadata store (``table_commits``, and ``lineage``
+outputs) so ``steward data history`` can show row counts and writers. Every
+dataset reference is ``layer.name@version``. Reads go through Arrow into Polars
+(DuckDB's own delta extension would download at run time, so we never use it).
+
+:class:`Lake` is the only code that touches Delta (``deltalake``): every other
+stage reads and writes tables through its methods.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -186,6 +189,30 @@ class Lake:
         dt = self._table(ref)
         return int(dt.to_pyarrow_dataset().count_rows())
 
+    def iter_batches(self, ref: TableRef | str, *, batch_size: int) -> tuple[Iterator[pa.RecordBatch], int]:
+        """Stream a table version in Arrow record batches of at most ``batch_size`` rows; also return its row count.
+
+        Memory stays bounded by one batch, however large the table; the count comes from the Delta log.
+        """
+        dataset = self._table(ref).to_pyarrow_dataset()
+        return dataset.to_batches(batch_size=batch_size), int(dataset.count_rows())
+
+    def ray_dataset(self, ref: TableRef | str) -> Any:
+        """A Ray Data dataset over a table version (the caller has started Ray; ``ray`` is imported here, lazily)."""
+        import ray.data
+
+        r = ref if isinstance(ref, TableRef) else TableRef.parse(ref)
+        version = r.version if r.version is not None else self.version(r)
+        return ray.data.read_delta(self.uri(r), version=version, storage_options=self.storage_options)
+
+    def written_by(self, ref: TableRef | str) -> str | None:
+        """The run that wrote a table version (``ref`` must be pinned), as recorded on commit; None when unknown."""
+        r = ref if isinstance(ref, TableRef) else TableRef.parse(ref)
+        if self.metadata is None or r.version is None:
+            return None
+        row = self.metadata.fetchone("SELECT run_id FROM table_commits WHERE table_name = ? AND version = ?", (r.table, r.version))
+        return str(row["run_id"]) if row and row["run_id"] else None
+
     def history(self, ref: TableRef | str) -> list[dict[str, Any]]:
         """Versions of a table, newest first, with rows written, total rows and the writer run."""
         r = ref if isinstance(ref, TableRef) else TableRef.parse(ref)
@@ -275,6 +302,7 @@ class Lake:
         run_id: str | None = None,
         batch_id: str | None = None,
         operation: str | None = None,
+        replace_schema: bool = False,
     ) -> int:
         """Write ``data`` as one Delta commit and return the new version.
 
@@ -282,13 +310,23 @@ class Lake:
             mode: ``append`` or ``overwrite`` (with ``predicate``: replace only matching rows).
             partition_by: Partition columns when the table is created.
             predicate: With ``overwrite``, a SQL predicate limiting what is replaced.
+            replace_schema: With ``overwrite``, the data's schema replaces the table's (a changed
+                definition); without it an overwrite must keep the schema.
+
+        Raises:
+            DataError: ``replace_schema`` without ``overwrite`` (``data.bad_write``).
         """
         from deltalake import write_deltalake
 
         r = ref if isinstance(ref, TableRef) else TableRef.parse(ref)
+        if replace_schema and mode != "overwrite":
+            raise DataError(f"write {r.table}: replace_schema needs mode='overwrite'", code="data.bad_write")
         tbl = self._arrow(data)
         op = operation or mode
         exists = self.exists(r)
+        schema_mode: Literal["merge", "overwrite"] | None = (
+            "overwrite" if replace_schema else ("merge" if mode == "append" and exists else None)
+        )
         kwargs: dict[str, Any] = {"mode": mode}
         with_retries(
             lambda: write_deltalake(
@@ -297,7 +335,7 @@ class Lake:
                 **kwargs,
                 partition_by=list(partition_by) if partition_by and not exists else None,
                 predicate=predicate,
-                schema_mode="merge" if mode == "append" and exists else None,
+                schema_mode=schema_mode,
                 storage_options=self.storage_options,
                 commit_properties=self._commit_properties(run_id, batch_id, op),
             ),

@@ -32,6 +32,7 @@ __all__ = [
     "list_runs",
     "new_run_id",
     "record_input",
+    "run_inputs",
     "source_lock",
     "start_run",
     "upsert_batch",
@@ -104,6 +105,12 @@ def record_input(md: MetadataStore, run_id: str, table_ref: str) -> None:
         "INSERT INTO lineage (run_id, direction, table_ref, created_at) VALUES (?, 'input', ?, ?) ON CONFLICT (run_id, direction, table_ref) DO NOTHING",
         (run_id, table_ref, utcnow()),
     )
+
+
+def run_inputs(md: MetadataStore, run_id: str) -> list[str]:
+    """The pinned tables (``layer.name@version``) a run recorded as read, sorted."""
+    rows = md.fetchall("SELECT table_ref FROM lineage WHERE run_id = ? AND direction = 'input'", (run_id,))
+    return sorted(str(r["table_ref"]) for r in rows)
 
 
 def batch_rows(md: MetadataStore, source: str) -> dict[str, dict[str, Any]]:

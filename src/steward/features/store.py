@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from steward.data.lake import TableRef
+from steward.data.runs import record_input, run_inputs
 from steward.errors import SpecError, TableNotFound, ValidationFailed
 from steward.features.compute import (
     UTC_US,
@@ -69,7 +70,6 @@ Pins = Mapping[str, int] | Iterable[TableRef | str]
 @dataclass
 class _State:
     fs: FeatureSet
-    store: OnlineStore | None = None
     meta_raw: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -91,13 +91,8 @@ def feature_set(ws: Workspace) -> FeatureSet:
 
 
 def online_store(ws: Workspace) -> OnlineStore:
-    """The workspace's online store (SQLite, or Redis by ``storage.online_store_url``), opened once."""
-    st = _state(ws)
-    if st.store is None:
-        from steward.backends.factory import open_online_store
-
-        st.store = open_online_store(ws.spec)
-    return st.store
+    """The workspace's online store (SQLite, or Redis by ``storage.online_store_url``), opened once by the workspace."""
+    return ws.online_store
 
 
 def _pin_map(pins: Pins | None) -> dict[str, int]:
@@ -177,24 +172,13 @@ def _write_gold(ws: Workspace, table: FeatureTable, gold: pl.DataFrame, src: Tab
         if current.schema == gold.schema and current.equals(gold):
             version = lake.version(ref)
             # the current version is also what this source version gives: record it, so freshness checks see it
-            made_by = _commit_run(ws, ref.at(version))
+            made_by = lake.written_by(ref.at(version))
             if made_by:
                 _record_input(ws, made_by, src)
             return version, False
         if current.schema != gold.schema:
-            # the definition changed: Lake.write cannot overwrite with a new schema, so replace it here, still as one commit
-            from deltalake import write_deltalake
-
-            write_deltalake(
-                lake.uri(ref),
-                gold.to_arrow(),
-                mode="overwrite",
-                schema_mode="overwrite",
-                storage_options=lake.storage_options,
-                commit_properties=lake._commit_properties(run_id, None, "features.build"),
-            )
-            version = lake.version(ref)
-            lake._record(ref, version, run_id, None, "features.build", gold.height)
+            # the definition changed: the new schema replaces the old one, still as one commit
+            version = lake.write(ref, gold, mode="overwrite", replace_schema=True, run_id=run_id, operation="features.build")
             _record_input(ws, run_id, src)
             return version, True
     version = lake.write(ref, gold, mode="overwrite", run_id=run_id, operation="features.build")
@@ -203,26 +187,15 @@ def _write_gold(ws: Workspace, table: FeatureTable, gold: pl.DataFrame, src: Tab
 
 
 def _record_input(ws: Workspace, run_id: str, src: TableRef) -> None:
-    from steward.backends.sql_metadata import utcnow
-
-    ws.metadata.execute(
-        "INSERT INTO lineage (run_id, direction, table_ref, created_at) VALUES (?, 'input', ?, ?) ON CONFLICT (run_id, direction, table_ref) DO NOTHING",
-        (run_id, str(src), utcnow()),
-    )
-
-
-def _commit_run(ws: Workspace, ref: TableRef) -> str | None:
-    row = ws.metadata.fetchone("SELECT run_id FROM table_commits WHERE table_name = ? AND version = ?", (ref.table, ref.version))
-    return str(row["run_id"]) if row and row["run_id"] else None
+    record_input(ws.metadata, run_id, str(src))
 
 
 def _built_from(ws: Workspace, ref: TableRef) -> set[str]:
     """Source versions a gold version is known to have been computed from (by lineage)."""
-    run_id = _commit_run(ws, ref)
+    run_id = ws.lake.written_by(ref)
     if run_id is None:
         return set()
-    rows = ws.metadata.fetchall("SELECT table_ref FROM lineage WHERE run_id = ? AND direction = 'input'", (run_id,))
-    return {str(r["table_ref"]) for r in rows}
+    return set(run_inputs(ws.metadata, run_id))
 
 
 def _read_gold(ws: Workspace, table: FeatureTable, pins: Mapping[str, int], *, refresh: bool = True) -> tuple[TableRef, pl.DataFrame]:

@@ -79,15 +79,6 @@ def _score_chunk(runtime: NativeRuntime, table: Any, version: str, scored_at: An
     )
 
 
-def _local_batches(ws: Workspace, ref: TableRef, chunk_rows: int) -> tuple[Iterator[Any], int]:
-    from deltalake import DeltaTable
-
-    dt = DeltaTable(ws.lake.uri(ref), version=ref.version, storage_options=ws.lake.storage_options)
-    dataset = dt.to_pyarrow_dataset()
-    total = int(dataset.count_rows())
-    return dataset.to_batches(batch_size=chunk_rows), total
-
-
 def score(
     ws: Workspace,
     model: str,
@@ -152,7 +143,7 @@ def score(
 def _local(ws: Workspace, ref: TableRef, runtime: NativeRuntime, chunk_rows: int, scored_at: Any) -> tuple[Iterator[Any], int]:
     import pyarrow as pa
 
-    batches, total = _local_batches(ws, ref, chunk_rows)
+    batches, total = ws.lake.iter_batches(ref, batch_size=chunk_rows)
 
     def gen() -> Iterator[Any]:
         for batch in batches:
@@ -180,8 +171,8 @@ def _ray_batches(ws: Workspace, ref: TableRef, runtime: NativeRuntime, chunk_row
         ray.init(num_cpus=min(2, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
-    ds = ray.data.read_delta(ws.lake.uri(ref), version=ref.version, storage_options=ws.lake.storage_options)
-    _, total = _local_batches(ws, ref, chunk_rows)  # the row count from the Delta log, without a Ray pass
+    ds = ws.lake.ray_dataset(ref)
+    total = ws.lake.count(ref)  # the row count from the Delta log, without a Ray pass
     version = runtime.version
 
     def fn(table: Any) -> Any:
