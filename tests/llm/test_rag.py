@@ -111,7 +111,7 @@ def test_llm_answers_go_through_the_grounding_check(stdlib_eval_ws: Any, monkeyp
         sent.append(messages)
         return "heapq.merge uploads the lists to a remote database and sorts them with a GPU [1]."
 
-    monkeypatch.setattr(answer_mod, "_generate", fake_generate)
+    monkeypatch.setattr(answer_mod, "generate", fake_generate)
     monkeypatch.setattr(stdlib_eval_ws.spec.llm.rag, "model", "some-alias")
     ans = ask(stdlib_eval_ws, "How do I merge several sorted inputs into a single sorted output?")
     assert ans.mode == "llm"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from steward.data.contracts import CheckResult, Contract, check_contract, diff_contracts, load_contract
+    from steward.data.faults import fault
     from steward.data.ingest import IngestReport, LandedBatch, ingest_source, landing_files
     from steward.data.lake import Lake, TableRef, with_retries
     from steward.data.pipeline import Accounting, BatchAccounting, PipelineReport, SourceReport, promote_source, run_pipeline
@@ -40,6 +41,7 @@ __all__ = [
     "check_contract",
     "consume_stream",
     "diff_contracts",
+    "fault",
     "get_run",
     "ingest_source",
     "landing_files",
@@ -59,6 +61,7 @@ _WHERE = {
     "check_contract": "contracts",
     "diff_contracts": "contracts",
     "load_contract": "contracts",
+    "fault": "faults",
     "Accounting": "pipeline",
     "BatchAccounting": "pipeline",
     "PipelineReport": "pipeline",

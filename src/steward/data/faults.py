@@ -5,7 +5,8 @@ Set ``STEWARD_FAULT`` to a point name and the process exits abruptly
 point, as a power cut would. Points: ``after_bronze`` (bronze committed, batch
 not recorded), ``after_quarantine`` (quarantine committed, silver not),
 ``after_silver`` (silver committed, batches not recorded), ``before_ack``
-(a stream batch is in bronze but not acknowledged). Unset in production.
+(a stream batch is in bronze but not acknowledged), and the self-healing loop's
+``loop_after_STEP`` and ``loop_train_registered``. Unset in production.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from steward.data.faults import fault
 from steward.data.lake import TableRef
 from steward.data.quarantine import PARSE_RULE, QUARANTINE_SCHEMA, write_quarantine
 from steward.data.runs import BATCH_LANDED, batch_rows, finish_run, source_lock, start_run, upsert_batch
@@ -369,12 +370,6 @@ def _origin(ws: Workspace, path: Path) -> str:
         return str(path)
 
 
-def _fault(point: str) -> None:
-    from steward.data._fault import fault
-
-    fault(point)
-
-
 def land_files(
     ws: Workspace,
     source: str,
@@ -429,7 +424,7 @@ def land_files(
         frame = pl.concat(new_rows, how="diagonal_relaxed") if len(new_rows) > 1 else new_rows[0]
         only = [p.batch_id for p in parsed if p.batch_id not in in_bronze]
         report.bronze_version = lake.write(bronze, frame, run_id=run_id, batch_id=only[0] if len(only) == 1 else None, operation="ingest")
-        _fault("after_bronze")
+        fault("after_bronze")
     else:
         report.bronze_version = lake.version(bronze) if lake.exists(bronze) else None
     for p in parsed:

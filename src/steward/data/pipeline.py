@@ -16,7 +16,7 @@ For each source, one run:
 Crash safety: every step is idempotent and the batch status is written last.
 A re-run after a crash at any point redoes only what is missing and computes
 the same accounting (rows of the batch already in silver count as landed by
-it, not as duplicates). ``STEWARD_FAULT`` (see :mod:`steward.data._fault`)
+it, not as duplicates). ``STEWARD_FAULT`` (see :mod:`steward.data.faults`)
 kills the process between steps for tests.
 """
 
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from steward.data._fault import fault
+from steward.data.faults import fault
 from steward.data.ingest import IngestReport, file_date, in_range, land_files
 from steward.data.lake import TableRef
 from steward.data.quarantine import PARSE_RULE, QUARANTINE_SCHEMA, failures_frame, raw_json, write_quarantine

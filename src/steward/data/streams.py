@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from steward.backends.base import StreamBackend, StreamEntry
-from steward.data._fault import fault
+from steward.data.faults import fault
 from steward.data.lake import TableRef
 from steward.data.runs import BATCH_LANDED, finish_run, source_lock, start_run, upsert_batch
 from steward.errors import SpecError
@@ -117,33 +117,27 @@ def land_stream(
     new ones, until none are left or ``max_messages`` were delivered. Each read
     is one merge-insert commit keyed on the message id, then recorded, then acked.
     """
-    from steward.backends.factory import open_stream
-
     stream, group = _stream_spec(ws, source)
-    be = backend or open_stream(ws.spec)
+    be = backend or ws.stream
     name = consumer or default_consumer()
     report = StreamReport(source=source, stream=stream, group=group, consumer=name)
     bronze = TableRef("bronze", source)
-    try:
-        be.ensure_group(stream, group)
-        for phase in ("pending", "claim", "new"):
-            while max_messages is None or report.delivered < max_messages:
-                n = count if max_messages is None else min(count, max_messages - report.delivered)
-                if phase == "pending":
-                    entries = be.read(stream, group, name, count=n, pending=True)
-                elif phase == "claim":
-                    entries = be.claim(stream, group, name, min_idle_ms=claim_idle_ms, count=n)
-                else:
-                    entries = be.read(stream, group, name, count=n)
-                if not entries:
-                    break
-                _land(ws, source, stream, group, be, entries, run_id=run_id, report=report)
-                if progress:
-                    progress(f"{source}: stream {stream}", report.delivered, 0)
-        report.bronze_version = ws.lake.version(bronze) if ws.lake.exists(bronze) else None
-    finally:
-        if backend is None:
-            be.close()
+    be.ensure_group(stream, group)
+    for phase in ("pending", "claim", "new"):
+        while max_messages is None or report.delivered < max_messages:
+            n = count if max_messages is None else min(count, max_messages - report.delivered)
+            if phase == "pending":
+                entries = be.read(stream, group, name, count=n, pending=True)
+            elif phase == "claim":
+                entries = be.claim(stream, group, name, min_idle_ms=claim_idle_ms, count=n)
+            else:
+                entries = be.read(stream, group, name, count=n)
+            if not entries:
+                break
+            _land(ws, source, stream, group, be, entries, run_id=run_id, report=report)
+            if progress:
+                progress(f"{source}: stream {stream}", report.delivered, 0)
+    report.bronze_version = ws.lake.version(bronze) if ws.lake.exists(bronze) else None
     return report
 
 
@@ -222,13 +216,7 @@ def consume_stream(
 
 def publish(ws: Workspace, source: str, records: Sequence[Mapping[str, Any]], *, backend: StreamBackend | None = None) -> list[str]:
     """Append records to a stream source's stream (values sent as text; None as empty); return message ids."""
-    from steward.backends.factory import open_stream
-
     stream, group = _stream_spec(ws, source)
-    be = backend or open_stream(ws.spec)
-    try:
-        be.ensure_group(stream, group)
-        return [be.add(stream, {str(k): "" if v is None else str(v) for k, v in r.items()}) for r in records]
-    finally:
-        if backend is None:
-            be.close()
+    be = backend or ws.stream
+    be.ensure_group(stream, group)
+    return [be.add(stream, {str(k): "" if v is None else str(v) for k, v in r.items()}) for r in records]

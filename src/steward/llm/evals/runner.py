@@ -191,7 +191,7 @@ _JUDGE = (
 
 
 def _judge(ws: Workspace, alias: str, item: EvalItem, answer: str) -> float | None:
-    from steward.llm.rag.answer import _generate
+    from steward.llm.rag.answer import generate
 
     messages = [
         {"role": "system", "content": _JUDGE},
@@ -200,7 +200,7 @@ def _judge(ws: Workspace, alias: str, item: EvalItem, answer: str) -> float | No
             "content": f"Reference answer:\n{item.reference}\n\nQuestion:\n{item.question}\n\nAnswer to grade:\n{answer}\n\nScore (1-5):",
         },
     ]
-    m = re.search(r"[1-5]", _generate(ws, alias, messages))
+    m = re.search(r"[1-5]", generate(ws, alias, messages))
     return float(m.group(0)) if m else None
 
 

@@ -140,8 +140,8 @@ class Gateway:
 
     Args:
         ws: The workspace (its ``llm.gateway`` spec, metadata store and state root).
-        counters: Budget / rate-limit counters (default: from ``storage.cache_url``).
-        cache_store: Exact-cache store (default: from ``storage.cache_url``).
+        counters: Budget / rate-limit counters (default: the workspace's, from ``storage.cache_url``).
+        cache_store: Exact-cache store (default: the workspace's, from ``storage.cache_url``).
         embed: Embedding function for the semantic cache and the local provider's embeddings
             (default: :mod:`steward.llm.embeddings`, imported on first use).
         sleep: Backoff sleep, injected for tests.
@@ -158,8 +158,6 @@ class Gateway:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        from steward.backends.factory import open_cache_store, open_counter_store
-
         self.ws = ws
         self.spec = ws.spec.llm.gateway
         self.providers: dict[str, Provider] = {}
@@ -174,10 +172,10 @@ class Gateway:
         cb = self.spec.circuit_breaker
         self.breaker = CircuitBreaker(cb.failures, cb.cooldown_s)
         self.router = Router(self.providers, self.spec.aliases, self.breaker, sleep=sleep)
-        self.counters = counters if counters is not None else open_counter_store(ws.spec)
+        self.counters = counters if counters is not None else ws.counter_store
         self.budget = BudgetEnforcer(self.spec, self.counters, clock)
         c = self.spec.cache
-        self.exact = ExactCache(cache_store if cache_store is not None else open_cache_store(ws.spec), c.ttl_s) if c.exact else None
+        self.exact = ExactCache(cache_store if cache_store is not None else ws.cache_store, c.ttl_s) if c.exact else None
         self.semantic = SemanticCache(embed or default_embed, c.threshold, c.ttl_s, clock=clock) if c.semantic else None
         self.prompts = PromptRegistry(ws.spec.resolve(self.spec.prompts_dir))
         self.usage = UsageRecorder(ws.metadata)
@@ -192,7 +190,7 @@ class Gateway:
         # The injection classifier trains on first use (about a second): do it now, off the first request's path.
         from steward.llm.guardrails import injection
 
-        if self.ws.spec.llm.guardrails.injection.enabled and injection._scorer is None:
+        if self.ws.spec.llm.guardrails.injection.enabled and not injection.scorer_ready():
             threading.Thread(target=_warm_injection_scorer, name="steward-guardrails-warmup", daemon=True).start()
 
     # -- keys --------------------------------------------------------------
@@ -664,12 +662,11 @@ class Gateway:
         flush(self.ws)
 
     async def aclose(self) -> None:
-        """Close providers' connections, flush usage and spans."""
+        """Close providers' connections, flush usage and spans.
+
+        The counter and cache stores stay open: they belong to the workspace (or to whoever passed them in).
+        """
         for p in self.providers.values():
             await p.aclose()
         self.usage.close()
         self.flush()
-        for store in (self.counters, self.exact.store if self.exact is not None else None):
-            close = getattr(store, "close", None)
-            if close is not None:
-                close()

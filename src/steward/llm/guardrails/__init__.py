@@ -25,7 +25,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from steward.errors import ValidationFailed
-from steward.llm.guardrails.injection import InjectionResult, get_scorer, load_labelled, pattern_hits
+from steward.llm.guardrails.injection import InjectionResult, get_scorer, load_labelled, pattern_hits, scorer_ready
 from steward.llm.guardrails.pii import PiiFinding, detect_pii, redact_pii
 
 if TYPE_CHECKING:
@@ -40,11 +40,13 @@ __all__ = [
     "PiiFinding",
     "check_grounding",
     "detect_pii",
+    "get_scorer",
     "guard_eval",
     "guard_input",
     "guard_output",
     "pattern_hits",
     "redact_pii",
+    "scorer_ready",
 ]
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["InjectionResult", "InjectionScorer", "get_scorer", "load_labelled", "pattern_hits"]
+__all__ = ["InjectionResult", "InjectionScorer", "get_scorer", "load_labelled", "pattern_hits", "scorer_ready"]
 
 logger = logging.getLogger(__name__)
 
@@ -237,3 +237,8 @@ def get_scorer() -> InjectionScorer:
         if _scorer is None:
             _scorer = InjectionScorer()
         return _scorer
+
+
+def scorer_ready() -> bool:
+    """Whether the process-wide scorer is trained already (so :func:`get_scorer` returns at once)."""
+    return _scorer is not None

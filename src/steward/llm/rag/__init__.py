@@ -16,7 +16,7 @@ when ``storage.vector_store_url`` is set (see :mod:`steward.backends.factory`).
 
 from __future__ import annotations
 
-from steward.llm.rag.answer import IDK, ask, build_prompt, extractive_answer
+from steward.llm.rag.answer import IDK, ask, build_prompt, extractive_answer, generate
 from steward.llm.rag.corpus import STDLIB_MODULES, Document, Section, load_path, stdlib_documents
 from steward.llm.rag.ingest import collection_documents, ingest, ingest_documents, vector_store
 from steward.llm.rag.retrieve import Retrieval, retrieve
@@ -36,6 +36,7 @@ __all__ = [
     "build_prompt",
     "collection_documents",
     "extractive_answer",
+    "generate",
     "ingest",
     "ingest_documents",
     "load_path",

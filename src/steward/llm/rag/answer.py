@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["IDK", "ask", "build_prompt", "extractive_answer", "prompt_version", "shared_gateway"]
+__all__ = ["IDK", "ask", "build_prompt", "extractive_answer", "generate", "prompt_version", "shared_gateway"]
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def shared_gateway(ws: Workspace) -> Gateway:
     return gw
 
 
-def _generate(
+def generate(
     ws: Workspace,
     alias: str,
     messages: list[dict[str, str]],
@@ -342,7 +342,7 @@ def _ask(
         )
     citations = [Citation(n, h.doc_id, h.section, h.chunk_id, h.score, h.text[:240]) for n, h in enumerate(hits, 1)]
     if rag.model:
-        text = _generate(ws, rag.model, prompt, trace={"rag.chunk_ids": ",".join(h.chunk_id for h in hits)}, gateway=gateway, loop=loop)
+        text = generate(ws, rag.model, prompt, trace={"rag.chunk_ids": ",".join(h.chunk_id for h in hits)}, gateway=gateway, loop=loop)
         mode = "llm"
         if text.strip().lower().startswith(IDK.lower()):
             return Answer(

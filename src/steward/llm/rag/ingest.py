@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,20 +34,10 @@ EMBED_BATCH = 256
 #: ``progress(done, total)`` in chunks.
 Progress = Callable[[int, int], None]
 
-_stores: weakref.WeakKeyDictionary[Workspace, VectorStore] = weakref.WeakKeyDictionary()
-_stores_lock = threading.Lock()
-
 
 def vector_store(ws: Workspace) -> VectorStore:
-    """The workspace's vector store (opened once per workspace by the backend factory)."""
-    with _stores_lock:
-        store = _stores.get(ws)
-        if store is None:
-            from steward.backends.factory import open_vector_store
-
-            store = open_vector_store(ws.spec)
-            _stores[ws] = store
-        return store
+    """The workspace's vector store (opened once, by the workspace)."""
+    return ws.vector_store
 
 
 def collection_documents(ws: Workspace, name: str) -> list[Document]:
