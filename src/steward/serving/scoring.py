@@ -1,10 +1,10 @@
 """Batch scoring: a lake table in, the same rows with a ``prediction`` column out, in bounded memory.
 
-``engine="local"`` streams the input Delta table (pinned to a version when given)
+``engine="local"`` streams the input table through the lake (pinned to a version when given)
 in record batches of ``chunk_rows``, encodes each chunk exactly as training did,
 predicts with the native model and appends the chunk to the output table, so
 memory holds one chunk at a time whatever the table's size. ``engine="ray"`` runs
-the same per-chunk function with Ray Data (``read_delta`` → ``map_batches``),
+the same per-chunk function with Ray Data (:meth:`Lake.ray_dataset` → ``map_batches``),
 streaming results back to be written (the ``ray`` extra).
 """
 

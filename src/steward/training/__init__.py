@@ -1,7 +1,7 @@
 """Training: pinned training sets in, tracked and registered models out.
 
-Heavy libraries (MLflow, LightGBM, scikit-learn, Optuna, SHAP, Ray) are
-imported inside the functions that use them.
+Heavy libraries (LightGBM, scikit-learn, Optuna, SHAP, Ray) are
+imported inside the functions that use them; runs are tracked through the workspace's run tracker (MLflow).
 """
 
 from steward.training.cards import read_card
