@@ -15,11 +15,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
+from steward._primitives import make_actor
 from steward.spec import SPEC_FILENAME
 
 __all__ = ["DemoOptions", "DemoReporter", "DemoSummary", "run_demo"]
 
 logger = logging.getLogger(__name__)
+
+DEMO_ACTOR = make_actor("system", "demo")
 
 
 class DemoReporter(Protocol):
@@ -28,8 +31,8 @@ class DemoReporter(Protocol):
     def stage(self, title: str, narrative: str) -> None:
         """A new stage begins."""
 
-    def progress(self, task: str, done: int, total: int) -> None:
-        """Progress of long work inside a stage."""
+    def progress(self, stage: str, done: int, total: int | None, /) -> None:
+        """Progress of long work inside a stage (a :class:`~steward._primitives.Progress`: a step, or a count)."""
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """A small result table."""
@@ -196,7 +199,7 @@ def _training_stage(ws: Any, reporter: DemoReporter, summary: DemoSummary) -> No
         return
     from steward.training import train
 
-    result = train(ws, progress=reporter.note)
+    result = train(ws, progress=reporter.progress)
     summary.training_rows = sum(result.rows.values())
     m = result.metrics
     reporter.table(
@@ -232,7 +235,7 @@ def _training_stage(ws: Any, reporter: DemoReporter, summary: DemoSummary) -> No
     )
     summary.gates.append(f"v{result.version}: {'passed' if verdict.passed else 'failed'}")
     if verdict.passed and result.version is not None:
-        promote(ws, name, result.version, reason="demo: first model passed the gate on absolute thresholds", actor="steward-demo")
+        promote(ws, name, result.version, reason="demo: first model passed the gate on absolute thresholds", actor=DEMO_ACTOR)
         summary.champion = f"{name}@{result.version}"
         reporter.note(f"{name} v{result.version} is now the champion. Model card: {result.card_path}")
 
@@ -256,7 +259,7 @@ def _rag_stage(ws: Any, reporter: DemoReporter, summary: DemoSummary) -> None:
         'keyword search, answers that quote and cite their sources, and "I don\'t know" when retrieval is weak. Offline, '
         "the answer is extractive: no invented text.",
     )
-    rep = ingest(ws, "stdlib", progress=lambda done, total: reporter.progress("embedding chunks", done, total))
+    rep = ingest(ws, "stdlib", progress=reporter.progress)
     reporter.note(
         f"Indexed {rep.documents} documents ({rep.unchanged} unchanged, {rep.added} new): {rep.chunks_total} chunks, "
         f"{rep.chunks_added} embedded this run in {rep.embed_seconds:.1f} s."
@@ -455,7 +458,7 @@ def _start_loop(ws_path: Path, model: str, heal: _Heal, reporter: DemoReporter) 
 
         lws = open_workspace(ws_path)  # its own connections: the loop runs beside the replay
         try:
-            heal.results.extend(run_pending(lws, model=model, driver=PollingDriver(poll_s=1.0), timeout_s=600, actor="steward-loop"))
+            heal.results.extend(run_pending(lws, model=model, driver=PollingDriver(poll_s=1.0), timeout_s=600, actor=DEMO_ACTOR))
         except BaseException as exc:  # reported by the replay thread
             heal.error = exc
         finally:
@@ -586,7 +589,7 @@ def _agent_stage(ws: Any, reporter: DemoReporter, summary: DemoSummary) -> None:
     with ScriptedServer() as planner:
         aws = Workspace(scripted_spec(ws.spec, planner.url))
         try:
-            run = asyncio.run(Agent(aws).run(question, role="viewer", actor="steward-demo"))
+            run = asyncio.run(Agent(aws).run(question, role="viewer", actor=DEMO_ACTOR))
         finally:
             aws.close()
     tools = (

@@ -32,9 +32,11 @@ Edges map errors, never tracebacks: the CLI prints one red line and exits with
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final
 
 __all__ = [
+    "PROBLEM_MEDIA_TYPE",
     "AuthError",
     "BackendUnavailable",
     "BreakingContractChange",
@@ -54,7 +56,42 @@ __all__ = [
     "TableNotFound",
     "ValidationFailed",
     "VersionNotFound",
+    "problem_body",
 ]
+
+PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
+"""The media type of an RFC 9457 problem body."""
+
+_PROBLEM_TYPE_BASE: Final = "https://steward.dev/errors/"
+
+
+def problem_body(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    hint: str | None = None,
+    instance: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The one builder of an RFC 9457 problem+json body.
+
+    Args:
+        status: The HTTP status.
+        code: Steward's stable error code; also the ``title`` and the last part of ``type``.
+        detail: What went wrong, for a person.
+        hint: How to fix it, when known.
+        instance: The request path the problem occurred on.
+        extra: Members added last (``errors`` naming every bad field, per-model state, ...).
+    """
+    body: dict[str, Any] = {"type": f"{_PROBLEM_TYPE_BASE}{code}", "title": code, "status": status, "detail": detail, "code": code}
+    if hint:
+        body["hint"] = hint
+    if instance:
+        body["instance"] = instance
+    if extra:
+        body.update(extra)
+    return body
 
 
 class StewardError(Exception):
@@ -89,20 +126,8 @@ class StewardError(Exception):
         return f"{self.message} (hint: {self.hint})" if self.hint else self.message
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
-        """Render as an RFC 9457 problem+json body."""
-        body: dict[str, Any] = {
-            "type": f"https://steward.dev/errors/{self.code}",
-            "title": self.code,
-            "status": self.http_status,
-            "detail": self.message,
-            "code": self.code,
-        }
-        if self.hint:
-            body["hint"] = self.hint
-        if instance:
-            body["instance"] = instance
-        body.update(self.details)
-        return body
+        """Render as an RFC 9457 problem+json body (see :func:`problem_body`)."""
+        return problem_body(self.http_status, self.code, self.message, hint=self.hint, instance=instance, extra=self.details)
 
 
 class SpecError(StewardError):

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from steward._primitives import DurationText, check_duration
 from steward.errors import SpecError
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "ModelSpec",
     "MonitoringSpec",
     "RagSpec",
+    "Role",
     "ServingSpec",
     "SourceSpec",
     "Spec",
@@ -106,15 +108,7 @@ class SourceSpec(_Strict):
     group: str = "steward"
 
 
-_DURATION_UNITS = "smhdw"
 _LAYERS = ("bronze", "silver", "gold", "quarantine", "logs")
-
-
-def _check_duration(value: str) -> str:
-    v = value.strip()
-    if len(v) < 2 or not v[:-1].isdigit() or v[-1] not in _DURATION_UNITS:
-        raise ValueError("a duration is a whole number and a unit (s, m, h, d or w), e.g. 7d or 14h")
-    return v
 
 
 def _check_source(value: str) -> str:
@@ -149,12 +143,7 @@ class FeatureAggregateSpec(_Strict):
     name: str
     expr: str
     function: Literal["mean", "sum", "count"] = "mean"
-    window: str
-
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        return _check_duration(value)
+    window: DurationText
 
 
 class FeatureTableSpec(_Strict):
@@ -177,8 +166,8 @@ class FeatureTableSpec(_Strict):
     entity: str
     source: str
     timestamp: str | None = None
-    available_after: str = "0s"
-    ttl: str | None = None
+    available_after: DurationText = "0s"
+    ttl: DurationText | None = None
     columns: dict[str, str] | None = None
     transform: str | None = None
     aggregates: list[FeatureAggregateSpec] | None = None
@@ -188,11 +177,6 @@ class FeatureTableSpec(_Strict):
     @classmethod
     def _source(cls, value: str) -> str:
         return _check_source(value)
-
-    @field_validator("available_after", "ttl")
-    @classmethod
-    def _durations(cls, value: str | None) -> str | None:
-        return None if value is None else _check_duration(value)
 
     @model_validator(mode="after")
     def _one_kind(self) -> FeatureTableSpec:
@@ -358,6 +342,10 @@ class ModelSpec(_Strict):
         return value
 
 
+Role = Literal["viewer", "operator", "admin"]
+"""API roles, lowest first: viewer (read) < operator (predict) < admin (rollouts, aliases, reloads)."""
+
+
 class ServingKeySpec(_Strict):
     """An API key of the model server: the secret is read from ``key_env``, never written in the spec.
 
@@ -367,7 +355,7 @@ class ServingKeySpec(_Strict):
     """
 
     key_env: str
-    role: Literal["viewer", "operator", "admin"] = "operator"
+    role: Role = "operator"
 
 
 class ServingAuthSpec(_Strict):
@@ -520,6 +508,14 @@ class MonitorWindowSpec(_Strict):
     by: Literal["time", "count"] = "time"
     size: str | int = "1d"
 
+    @model_validator(mode="after")
+    def _size_fits_by(self) -> MonitorWindowSpec:
+        if self.by == "time":
+            check_duration(self.size)
+        elif isinstance(self.size, bool) or not str(self.size).strip().isdigit() or int(self.size) < 1:
+            raise ValueError(f"size {self.size!r}: a count window's size is a whole number of rows, e.g. 1000")
+        return self
+
 
 class MonitorScheduleSpec(_Strict):
     """The monitor that runs inside ``steward serve``.
@@ -594,7 +590,7 @@ class SloSpec(_Strict):
     threshold_ms: float | None = None
     metric: str | None = None
     min_value: float | None = None
-    period: str = "30d"
+    period: DurationText = "30d"
 
 
 class LabelsSpec(_Strict):
@@ -617,11 +613,11 @@ class LabelsSpec(_Strict):
     source: str = "logs.labels"
     join: list[str] = Field(default_factory=list)
     expr: str | None = None
-    delay: str = "1d"
+    delay: DurationText = "1d"
     match: Literal["exact", "asof"] = "exact"
     time_column: str | None = None
     direction: Literal["forward", "backward", "nearest"] = "forward"
-    tolerance: str = "7d"
+    tolerance: DurationText = "7d"
 
     @model_validator(mode="after")
     def _asof_needs_entity_and_time(self) -> LabelsSpec:

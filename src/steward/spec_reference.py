@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from steward._primitives import DURATION_FORMS, check_duration
 from steward.spec import Spec
 
 __all__ = ["spec_reference"]
@@ -41,9 +42,15 @@ def _attr_docs(model: type[BaseModel]) -> dict[str, str]:
     return out
 
 
+def _is_duration(metadata: Any) -> bool:
+    return any(getattr(m, "func", None) is check_duration for m in metadata)
+
+
 def _type_name(ann: Any) -> str:
     origin = typing.get_origin(ann)
     args = typing.get_args(ann)
+    if origin is typing.Annotated:
+        return "duration" if _is_duration(ann.__metadata__) else _type_name(args[0])
     if origin is typing.Literal:
         return " \\| ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):
@@ -95,6 +102,7 @@ def spec_reference() -> str:
             if name not in _HIDDEN:
                 queue += [x for x in _models(f.annotation) if x not in seen]
     parts = ["# `steward.yaml` reference", "", "Generated from `src/steward/spec.py`; unknown keys are errors.", ""]
+    parts += [f"Every *duration* (here and in data contracts) follows one grammar: {DURATION_FORMS}.", ""]
     for m in seen:
         title = "steward.yaml (top level)" if m is Spec else m.__name__
         parts += [f"## {m.__name__}" if m is not Spec else f"## {title}", ""]
@@ -108,6 +116,7 @@ def spec_reference() -> str:
                 continue
             key = f.alias or name
             desc = (f.description or docs.get(name, "")).replace("|", "\\|")
-            parts.append(f"| `{key}` | {_type_name(f.annotation)} | {_default(f)} | {desc} |")
+            kind = "duration" if _is_duration(f.metadata) else _type_name(f.annotation)
+            parts.append(f"| `{key}` | {kind} | {_default(f)} | {desc} |")
         parts.append("")
     return "\n".join(parts)

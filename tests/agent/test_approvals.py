@@ -101,7 +101,7 @@ async def test_write_needs_one_time_approval_for_the_exact_call(registry_ws: Wor
     assert [(c.tool, c.status) for c in run.calls] == [("rollback_model", "ok")]
     assert get_alias_version(ws, name, "champion") == 1
     used = ws.audit.entries(action="agent.approval.used")
-    assert len(used) == 1 and used[0].payload["details"]["granted_by"] == "bob"
+    assert len(used) == 1 and used[0].payload["details"]["granted_by"] == "user:bob"  # a bare name is a user
 
     # 5. the same token again: refused
     run = await agent.run(task, role="admin", actor="alice", approval_tokens=[token])
@@ -140,4 +140,4 @@ def test_approval_queue_rules(make_ws: Callable[..., Workspace]) -> None:
         approvals.consume(token, "rollback_model", args, actor="a")
     assert again.value.details["why"] == "used"
     granted = ws.audit.entries(action="agent.approval.granted")
-    assert granted and granted[0].actor == "admin" and token not in str(granted[0].payload)
+    assert granted and granted[0].actor == "user:admin" and token not in str(granted[0].payload)

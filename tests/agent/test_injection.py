@@ -76,5 +76,5 @@ async def test_personal_data_in_tool_output_is_redacted_before_the_model_sees_it
     assert run.status == "completed" and run.calls[0].result_size > 0
     sent = json.dumps(scripted.bodies[-1]["messages"])
     assert "jane.doe@example.com" not in sent and "[EMAIL]" in sent
-    # the trail itself keeps who acted
-    assert ws.audit.entries(action="registry.alias")[0].actor == "jane.doe@example.com"
+    # the trail itself keeps who acted (a bare name is recorded as the user it names)
+    assert ws.audit.entries(action="registry.alias")[0].actor == "user:jane.doe@example.com"

@@ -183,10 +183,10 @@ def test_dashboard_in_headless_chromium(server: str, browser_page: tuple[Any, li
     all_rows = page.locator("tr.audit-row").count()
     assert all_rows >= 7
     assert "chain verified" in page.locator(".badge.verified").inner_text()
-    page.select_option("select[name=actor]", "alice")
-    page.wait_for_url("**/audit?*actor=alice*")
+    page.select_option("select[name=actor]", "user:alice")  # the seed's actor="alice", in the one grammar
+    page.wait_for_url("**/audit?*actor=user*alice*")
     actors = page.locator("tr.audit-row td:nth-child(3)").all_inner_texts()
-    assert actors and set(actors) == {"alice"} and len(actors) < all_rows
+    assert actors and set(actors) == {"user:alice"} and len(actors) < all_rows
     _shot(page, "audit")
 
     page.goto(f"{server}/llm")

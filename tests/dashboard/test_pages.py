@@ -168,10 +168,10 @@ async def test_audit_filters_and_verification(client: httpx.AsyncClient, seeded:
     assert r.status_code == 200
     assert r.text.count('<tr class="audit-row">') == len(everything)
     assert "✔ chain verified · " + str(len(everything)) + " entries" in r.text
-    r = await client.get("/audit", params={"actor": "alice"}, headers=AUTH)
-    alice = [e for e in everything if e.actor == "alice"]
+    r = await client.get("/audit", params={"actor": "user:alice"}, headers=AUTH)  # the seed's actor="alice", in the one grammar
+    alice = [e for e in everything if e.actor == "user:alice"]
     assert alice and r.text.count('<tr class="audit-row">') == len(alice)
-    assert '<option value="alice" selected>' in r.text
+    assert '<option value="user:alice" selected>' in r.text
     r = await client.get("/audit", params={"action": "rollout"}, headers=AUTH)
     actions = re.findall(r'<span class="badge ([\w.]+) action">', r.text)
     assert actions and all(a.startswith("rollout.") for a in actions)
@@ -337,7 +337,7 @@ async def test_pages_read_postgresql_metadata(tmp_path: Path, keys: ApiKeys, pg_
     seed_llm(ws)
     async for c in _client(ws, keys):
         pages = {p: await c.get(p, headers=AUTH) for p in ("/", "/rollouts", "/drift", "/performance", "/audit", "/llm")}
-        filtered = await c.get("/audit", params={"actor": "alice"}, headers=AUTH)
+        filtered = await c.get("/audit", params={"actor": "user:alice"}, headers=AUTH)
     for path, r in pages.items():
         assert r.status_code == 200, path
         assert 'class="unavailable"' not in r.text, (path, re.findall(r'class="unavailable">([^<]*)', r.text))

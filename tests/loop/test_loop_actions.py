@@ -7,7 +7,7 @@ from pathlib import Path
 
 from loop_helpers import TABLE, CountingBuilder, log_predictions, make_frame, make_loop_workspace, noisy, seed_champion
 
-from steward.backends.sql_metadata import utcnow
+from steward._primitives import utcnow
 from steward.loop import PollingDriver, rollout_state, run_pending
 from steward.monitoring import evaluate_policies, list_actions
 from steward.registry import get_alias_version

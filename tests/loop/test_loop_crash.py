@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from loop_helpers import HEALTHY, TABLE, CountingBuilder, StatsDriver, audit_actions, make_frame, make_loop_workspace, noisy, seed_champion
 
-from steward.backends.sql_metadata import utcnow
+from steward._primitives import utcnow
 from steward.errors import ValidationFailed
 from steward.features.training_set import TrainingSet
 from steward.loop import lock_name, loop_history, run_loop

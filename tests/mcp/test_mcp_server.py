@@ -64,7 +64,7 @@ async def test_in_memory_tools_resources_and_gate(project: Workspace) -> None:
         found = await client.call_tool("audit_search", {"model": "flights_delay"})
         assert not found.is_error
         body = json.loads(_text(found))
-        assert body["status"] == "ok" and [e["actor"] for e in body["result"]["entries"]] == ["alice"]
+        assert body["status"] == "ok" and [e["actor"] for e in body["result"]["entries"]] == ["user:alice"]
 
         refused = await client.call_tool("rollback_model", {"model": "flights_delay", "reason": "slow"})
         assert refused.is_error and "tool.not_allowed" in _text(refused)

@@ -71,11 +71,12 @@ def test_promote_rollback_round_trip_with_history(
     hist = alias_history(ws, name)
     moves = [(h.alias, h.from_version, h.to_version, h.action, h.actor) for h in hist]
     assert moves[0][:4] == ("challenger", None, 1, "register")
-    assert ("champion", None, 1, "promote", "alice") in moves
-    assert ("previous", None, 1, "promote", "bob") in moves
-    assert ("champion", 1, 2, "promote", "bob") in moves
-    assert ("champion", 2, 1, "rollback", "alice") in moves
-    assert ("previous", 1, None, "rollback", "alice") in moves
+    # actors in the one grammar: $STEWARD_ACTOR=alice and actor="bob" are the users user:alice and user:bob
+    assert ("champion", None, 1, "promote", "user:alice") in moves
+    assert ("previous", None, 1, "promote", "user:bob") in moves
+    assert ("champion", 1, 2, "promote", "user:bob") in moves
+    assert ("champion", 2, 1, "rollback", "user:alice") in moves
+    assert ("previous", 1, None, "rollback", "user:alice") in moves
     reasons = {h.reason for h in hist}
     assert {"first champion", "v2 is better", "p99 latency SLO breached", "fixed upstream (forced past the gate)"} <= reasons
     assert all(h.created_at.startswith("20") for h in hist)

@@ -35,7 +35,7 @@ def test_rollout_start_status_weight_abort(project: Path) -> None:
         10.0,
         "3",
         "4",
-        "ops-alice",
+        "user:ops-alice",  # $STEWARD_ACTOR, as the user it names
     )
     code, out = run(project, "rollout", "start", "flights")
     assert code != 0 and "already running" in out

@@ -120,8 +120,10 @@ def test_batch_scoring_is_chunked_and_matches_online_predictions(registered: tup
 
     ws, info = registered
     ws.lake.write("silver.score_in", _flights(1000))
-    seen: list[tuple[int, int]] = []
-    result = score(ws, "flights@previous", "silver.score_in@0", "gold.scored", chunk_rows=300, progress=lambda d, t: seen.append((d, t)))
+    seen: list[tuple[int, int | None]] = []
+    result = score(
+        ws, "flights@previous", "silver.score_in@0", "gold.scored", chunk_rows=300, progress=lambda stage, d, t: seen.append((d, t))
+    )
     assert result.rows == 1000 and result.chunks == 4 and result.version == str(info["v1"])
     assert seen[-1] == (1000, 1000) and [d for d, _ in seen] == [300, 600, 900, 1000]
     out = ws.lake.read("gold.scored").sort("flight_id")

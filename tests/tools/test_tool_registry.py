@@ -72,7 +72,7 @@ def test_read_tools_on_a_fresh_project(ws: Workspace) -> None:
     ws.audit.append("ingest.batch", "table:silver.flights", actor="bob")
     found = reg.run(ws, "audit_search", {"model": "m"}, ctx)
     assert [e["action"] for e in found["entries"]] == ["registry.alias"]
-    assert [e["actor"] for e in reg.run(ws, "audit_search", {"text": "silver"}, ctx)["entries"]] == ["bob"]
+    assert [e["actor"] for e in reg.run(ws, "audit_search", {"text": "silver"}, ctx)["entries"]] == ["user:bob"]
     assert reg.run(ws, "rollout_status", {"model": "m"}, ctx)["rollout"] is None
     drift = reg.run(ws, "drift_report", {"model": "m"}, ctx)
     assert drift["verdicts"] == [] and drift["latest_status"] is None

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from steward._primitives import PROBLEM_MEDIA_TYPE, problem_body
 from steward.errors import StewardError
 from steward.observability.gcfreeze import freeze_long_lived
 
@@ -39,16 +40,11 @@ ROUTER_MODULES = (
     "routes_dashboard",
 )
 
-PROBLEM = "application/problem+json"
-
 
 def problem(status: int, code: str, detail: str, *, instance: str | None = None, **extra: Any) -> JSONResponse:
-    """An RFC 9457 problem+json response."""
-    body: dict[str, Any] = {"type": f"https://steward.dev/errors/{code}", "title": code, "status": status, "detail": detail, "code": code}
-    if instance:
-        body["instance"] = instance
-    body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    """An RFC 9457 problem+json response (body from :func:`~steward.errors.problem_body`)."""
+    body = problem_body(status, code, detail, instance=instance, extra=extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def create_app(workspace: Workspace | None = None, **state: Any) -> FastAPI:
@@ -65,7 +61,7 @@ def create_app(workspace: Workspace | None = None, **state: Any) -> FastAPI:
 
     @app.exception_handler(StewardError)
     async def _steward_error(request: Request, exc: StewardError) -> JSONResponse:
-        return JSONResponse(exc.to_problem(instance=request.url.path), status_code=exc.http_status, media_type=PROBLEM)
+        return JSONResponse(exc.to_problem(instance=request.url.path), status_code=exc.http_status, media_type=PROBLEM_MEDIA_TYPE)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

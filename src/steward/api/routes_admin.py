@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from steward._primitives import PROBLEM_MEDIA_TYPE, make_actor
 from steward.api.auth import require
 from steward.api.routes_models import parse_body, read_json
 from steward.errors import Conflict
@@ -25,16 +26,18 @@ __all__ = ["router"]
 
 logger = logging.getLogger(__name__)
 
-PROBLEM = "application/problem+json"
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key", "content": {PROBLEM: {}}},
-    403: {"description": "Role too low (admin needed)", "content": {PROBLEM: {}}},
-    404: {"description": "No such model or rollout", "content": {PROBLEM: {}}},
-    409: {"description": "Conflicts with the current state (e.g. a rollout is running, the gate refused)", "content": {PROBLEM: {}}},
-    422: {"description": "Invalid body", "content": {PROBLEM: {}}},
-    503: {"description": "Registry or metadata store unreachable", "content": {PROBLEM: {}}},
+    401: {"description": "Missing or invalid API key", "content": {PROBLEM_MEDIA_TYPE: {}}},
+    403: {"description": "Role too low (admin needed)", "content": {PROBLEM_MEDIA_TYPE: {}}},
+    404: {"description": "No such model or rollout", "content": {PROBLEM_MEDIA_TYPE: {}}},
+    409: {
+        "description": "Conflicts with the current state (e.g. a rollout is running, the gate refused)",
+        "content": {PROBLEM_MEDIA_TYPE: {}},
+    },
+    422: {"description": "Invalid body", "content": {PROBLEM_MEDIA_TYPE: {}}},
+    503: {"description": "Registry or metadata store unreachable", "content": {PROBLEM_MEDIA_TYPE: {}}},
 }
 
 
@@ -117,10 +120,11 @@ async def set_alias(name: str, request: Request) -> dict[str, Any]:
 
         if body.alias == "champion":
             return [
-                c.to_dict() for c in versions.promote(ws, name, body.version, reason=body.reason, actor=f"api:{who.name}", force=body.force)
+                c.to_dict()
+                for c in versions.promote(ws, name, body.version, reason=body.reason, actor=make_actor("api", who.name), force=body.force)
             ]
         versions.get_model_version(ws, name, body.version)
-        change = versions.set_alias(ws, name, body.alias, body.version, actor=f"api:{who.name}", reason=body.reason, action="set")
+        change = versions.set_alias(ws, name, body.alias, body.version, actor=make_actor("api", who.name), reason=body.reason, action="set")
         return [change.to_dict()]
 
     changes = await asyncio.to_thread(move)
@@ -157,7 +161,7 @@ async def rollout_start(name: str, request: Request) -> dict[str, Any]:
     from steward.api.routes_models import parse_body as validate
 
     policy = validate(RolloutSpec, base)
-    st = await server.start_rollout(name, policy, actor=f"api:{who.name}")
+    st = await server.start_rollout(name, policy, actor=make_actor("api", who.name))
     return {"rollout": st.to_dict()}
 
 
@@ -165,10 +169,10 @@ async def _action(name: str, request: Request, action: str) -> dict[str, Any]:
     who = require(request, "admin")
     if action == "weight":
         w = parse_body(WeightRequest, await read_json(request))
-        st = await _server(request).rollout_action(name, "weight", actor=f"api:{who.name}", reason=w.reason, weight=w.weight)
+        st = await _server(request).rollout_action(name, "weight", actor=make_actor("api", who.name), reason=w.reason, weight=w.weight)
     else:
         body = parse_body(RolloutActionRequest, await _optional_body(request))
-        st = await _server(request).rollout_action(name, action, actor=f"api:{who.name}", reason=body.reason, force=body.force)
+        st = await _server(request).rollout_action(name, action, actor=make_actor("api", who.name), reason=body.reason, force=body.force)
     return {"rollout": st.to_dict()}
 
 

@@ -13,19 +13,18 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import logging
 import random
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from steward._primitives import PROBLEM_MEDIA_TYPE, problem_body, request_id
 from steward.api.auth import ApiKeys, load_keys, require
 from steward.observability.logging import request_id_var
 from steward.observability.metrics import CONTENT_TYPE, ServingMetrics
@@ -47,11 +46,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _RID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# request ids: a per-process random prefix and a counter (os.urandom per request releases the GIL and
-# can wait a whole switch interval to get it back while a worker thread computes)
-_RID_PREFIX = uuid.uuid4().hex[:12]
-_rid_counter = itertools.count(1)
-PROBLEM = "application/problem+json"
 
 
 def _server(request: Request) -> ModelServer:
@@ -68,7 +62,7 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: every configured model is loaded",
-    responses={503: {"description": "Not ready (problem+json with per-model state)", "content": {PROBLEM: {}}}},
+    responses={503: {"description": "Not ready (problem+json with per-model state)", "content": {PROBLEM_MEDIA_TYPE: {}}}},
 )
 async def readyz(request: Request) -> Response:
     """200 when every configured model is loaded; 503 (problem+json) before, or with no model configured."""
@@ -77,15 +71,8 @@ async def readyz(request: Request) -> Response:
     if state["ready"]:
         return JSONResponse({"status": "ready", **state})
     detail = "no model is configured" if not state["models"] else "not every configured model is loaded"
-    body = {
-        "type": "https://steward.dev/errors/serving.not_ready",
-        "title": "serving.not_ready",
-        "status": 503,
-        "detail": detail,
-        "code": "serving.not_ready",
-        **state,
-    }
-    return JSONResponse(body, status_code=503, media_type=PROBLEM)
+    body = problem_body(503, "serving.not_ready", detail, extra=state)
+    return JSONResponse(body, status_code=503, media_type=PROBLEM_MEDIA_TYPE)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
@@ -100,15 +87,7 @@ async def metrics(request: Request) -> Response:
 
 
 def _problem_bytes(status: int, code: str, detail: str, instance: str) -> bytes:
-    body = {
-        "type": f"https://steward.dev/errors/{code}",
-        "title": code,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        "instance": instance,
-    }
-    return json.dumps(body).encode()
+    return json.dumps(problem_body(status, code, detail, instance=instance)).encode()
 
 
 class _TooLarge(Exception):
@@ -165,7 +144,7 @@ class ServingMiddleware:
             elif k == b"content-length":
                 with contextlib.suppress(ValueError):
                     length = int(v)
-        rid = rid or f"{_RID_PREFIX}{next(_rid_counter):010x}"
+        rid = rid or request_id()
         scope.setdefault("state", {})["request_id"] = rid
         token = request_id_var.set(rid)
         status = {"code": 500, "started": False}
@@ -187,7 +166,7 @@ class ServingMiddleware:
                 {
                     "type": "http.response.start",
                     "status": code,
-                    "headers": [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode())],
+                    "headers": [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())],
                 }
             )
             await send_wrapper({"type": "http.response.body", "body": body})

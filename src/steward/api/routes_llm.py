@@ -18,6 +18,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from steward._primitives import PROBLEM_MEDIA_TYPE
 from steward.errors import LimitExceeded, StewardError, ValidationFailed
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def _problem(request: Request, exc: StewardError) -> JSONResponse:
     if verdicts:
         headers["x-steward-guardrails"] = str(verdicts)
     return JSONResponse(
-        exc.to_problem(instance=request.url.path), status_code=exc.http_status, media_type="application/problem+json", headers=headers
+        exc.to_problem(instance=request.url.path), status_code=exc.http_status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
     )
 
 

@@ -21,6 +21,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
+from steward._primitives import PROBLEM_MEDIA_TYPE
 from steward.api.auth import ApiKeys, presented_key, require
 from steward.errors import StewardError, ValidationFailed
 
@@ -33,7 +34,6 @@ M = TypeVar("M", bound=BaseModel)
 
 logger = logging.getLogger(__name__)
 
-PROBLEM = "application/problem+json"
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
@@ -84,12 +84,12 @@ class OutcomeRequest(BaseModel):
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key", "content": {PROBLEM: {}}},
-    403: {"description": "Role too low", "content": {PROBLEM: {}}},
-    404: {"description": "Model not served", "content": {PROBLEM: {}}},
-    413: {"description": "Body too large", "content": {PROBLEM: {}}},
-    422: {"description": "Invalid request: every bad field is named in 'errors'", "content": {PROBLEM: {}}},
-    503: {"description": "Model not loaded yet", "content": {PROBLEM: {}}},
+    401: {"description": "Missing or invalid API key", "content": {PROBLEM_MEDIA_TYPE: {}}},
+    403: {"description": "Role too low", "content": {PROBLEM_MEDIA_TYPE: {}}},
+    404: {"description": "Model not served", "content": {PROBLEM_MEDIA_TYPE: {}}},
+    413: {"description": "Body too large", "content": {PROBLEM_MEDIA_TYPE: {}}},
+    422: {"description": "Invalid request: every bad field is named in 'errors'", "content": {PROBLEM_MEDIA_TYPE: {}}},
+    503: {"description": "Model not loaded yet", "content": {PROBLEM_MEDIA_TYPE: {}}},
 }
 
 
@@ -289,7 +289,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _PREFIX = "/v1/models/"
 _SUFFIX = "/predict"
 _JSON_HEADERS = b"application/json"
-_PROBLEM_HEADERS = PROBLEM.encode()
+_PROBLEM_HEADERS = PROBLEM_MEDIA_TYPE.encode()
 
 
 def _problem_body(exc: StewardError, instance: str) -> bytes:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 
+from steward._primitives import PROBLEM_MEDIA_TYPE
 from steward.api.auth import require
 from steward.errors import NotFound
 
@@ -27,13 +28,12 @@ __all__ = ["router", "setup"]
 
 logger = logging.getLogger(__name__)
 
-PROBLEM = "application/problem+json"
 router = APIRouter(prefix="/v1/monitor", tags=["monitoring"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key", "content": {PROBLEM: {}}},
-    403: {"description": "Role too low", "content": {PROBLEM: {}}},
-    404: {"description": "The monitor is not running in this server", "content": {PROBLEM: {}}},
+    401: {"description": "Missing or invalid API key", "content": {PROBLEM_MEDIA_TYPE: {}}},
+    403: {"description": "Role too low", "content": {PROBLEM_MEDIA_TYPE: {}}},
+    404: {"description": "The monitor is not running in this server", "content": {PROBLEM_MEDIA_TYPE: {}}},
 }
 
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from steward.api.auth import Principal, require
+from steward.api.auth import Principal, load_keys, require
 from steward.errors import StewardError
 
 __all__ = ["AskRequest", "router"]
@@ -39,8 +39,6 @@ class AskRequest(BaseModel):
 
 def _principal(request: Request) -> Principal:
     if getattr(request.app.state, "api_keys", None) is None:
-        from steward.api.auth import load_keys
-
         ws = request.app.state.workspace
         request.app.state.api_keys = load_keys(ws.spec.serving.auth, ws.spec)
     return require(request, "viewer")

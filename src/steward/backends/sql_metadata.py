@@ -14,24 +14,19 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from steward._extras import optional_import
+from steward._primitives import utcnow
 from steward.backends.base import Dialect, Row
 from steward.backends.migrations import MIGRATIONS
 from steward.backends.sqlite_wal import CHECKPOINTER
 from steward.errors import BackendUnavailable, MetadataError
 
-__all__ = ["SqlMetadataStore", "open_metadata_store", "utcnow"]
+__all__ = ["SqlMetadataStore", "open_metadata_store"]
 
 logger = logging.getLogger(__name__)
-
-
-def utcnow() -> str:
-    """ISO-8601 UTC timestamp with microseconds (sorts as text)."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class SqlMetadataStore:

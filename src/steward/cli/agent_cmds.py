@@ -69,11 +69,11 @@ def run_cmd(
     """Run a task through the agent (also: steward agent "TASK")."""
     import asyncio
 
-    from steward.governance.audit import actor_name
+    from steward._primitives import resolve_actor
     from steward.llm.agent import Agent
 
     ws = workspace()
-    run = asyncio.run(Agent(ws).run(task, role=role, actor=actor_name(), approval_tokens=approve_token or []))
+    run = asyncio.run(Agent(ws).run(task, role=role, actor=resolve_actor(), approval_tokens=approve_token or []))
     data = run.to_dict()
     if as_json:
         console().print_json(json.dumps(data, default=str))
@@ -89,10 +89,10 @@ def approve_cmd(
     ttl: Annotated[float | None, typer.Option("--ttl", help="Seconds the token stays valid (default llm.agent.approval_ttl_s).")] = None,
 ) -> None:
     """Approve one pending write call; prints a one-time token bound to exactly that call."""
-    from steward.governance.audit import actor_name
+    from steward._primitives import resolve_actor
     from steward.llm.agent import Approvals
 
-    token, req = Approvals(workspace()).grant(request_id, admin=actor_name(), ttl_s=ttl)
+    token, req = Approvals(workspace()).grant(request_id, admin=resolve_actor(), ttl_s=ttl)
     console().print(f"approved {req.tool} {json.dumps(req.arguments)}", markup=False, highlight=False)
     console().print(f"one-time token (shown once): {token}", markup=False, highlight=False)
 

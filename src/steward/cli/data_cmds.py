@@ -6,13 +6,13 @@ library never prints; progress comes back through a callback.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from steward.cli._progress import progress_display
 from steward.cli.app import console, data_app, pipeline_app, workspace
 
 if TYPE_CHECKING:
@@ -47,25 +47,6 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
         # cell text is data, never Rich markup (a file name may contain '[')
         t.add_row(*[Text(_fmt(v)) for v in r])
     console().print(t)
-
-
-@contextmanager
-def _progress() -> Iterator[Callable[[str, int, int], None]]:
-    """A Rich progress display and the ``progress(description, done, total)`` callback that drives it."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console(), transient=True
-    )
-    tasks: dict[str, Any] = {}
-
-    def update(description: str, done: int, total: int) -> None:
-        if description not in tasks:
-            tasks[description] = bar.add_task(description, total=total or None)
-        bar.update(tasks[description], completed=done, total=total or None)
-
-    with bar:
-        yield update
 
 
 def _date(value: str | None, option: str) -> date | None:
@@ -161,7 +142,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"name a SOURCE or pass --all (sources: {', '.join(ws.spec.sources) or 'none'})")
         names = [source] if source else [n for n, s in ws.spec.sources.items() if s.kind == "files"]
         d0, d1 = _date(date_from, "--from"), _date(date_to, "--to")
-        with _progress() as progress:
+        with progress_display() as progress:
             reports = [ingest_source(ws, n, date_from=d0, date_to=d1, progress=progress) for n in names]
         for r in reports:
             _print_ingest(r)
@@ -178,7 +159,7 @@ def register(app: typer.Typer) -> None:
 
         ws = workspace()
         d0, d1 = _date(date_from, "--from"), _date(date_to, "--to")
-        with _progress() as progress:
+        with progress_display() as progress:
             report = run_pipeline(ws, sources=source or None, date_from=d0, date_to=d1, progress=progress)
         _print_pipeline(report, all_batches=batches)
 

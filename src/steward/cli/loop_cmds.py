@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from steward.cli._progress import progress_display
 from steward.cli.app import console, workspace
 
 __all__ = ["register"]
@@ -54,10 +55,10 @@ def loop(
     from steward.loop import PollingDriver, run_loop, run_pending
 
     ws = workspace()
-    say = None if as_json else (lambda msg: console().print(f"[dim]{msg}[/dim]", highlight=False))
-    common: dict[str, Any] = {"driver": PollingDriver(poll), "rollout": not no_rollout, "progress": say, "timeout_s": timeout}
-    # an explicit trigger runs one loop now; without one, the monitor's pending actions decide
-    results = [run_loop(ws, model=model, trigger=trigger, **common)] if trigger is not None else run_pending(ws, model=model, **common)
+    with progress_display(enabled=not as_json) as progress:
+        common: dict[str, Any] = {"driver": PollingDriver(poll), "rollout": not no_rollout, "progress": progress, "timeout_s": timeout}
+        # an explicit trigger runs one loop now; without one, the monitor's pending actions decide
+        results = [run_loop(ws, model=model, trigger=trigger, **common)] if trigger is not None else run_pending(ws, model=model, **common)
     if as_json:
         console().print_json(json.dumps([r.to_dict() for r in results], default=str))
     elif not results:

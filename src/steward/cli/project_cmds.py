@@ -30,12 +30,15 @@ class _RichReporter:
         self.console.rule(f"[bold cyan]{title}")
         self.console.print(narrative, style="dim")
 
-    def progress(self, task: str, done: int, total: int) -> None:
+    def progress(self, stage: str, done: int, total: int | None, /) -> None:
+        if done == 0 and total is None:  # a step with no count
+            self.note(stage)
+            return
         if not self._progress.live.is_started:
             self._progress.start()
-        if task not in self._tasks:
-            self._tasks[task] = self._progress.add_task(task, total=total)
-        self._progress.update(self._tasks[task], completed=done, total=total)
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(stage, total=total)
+        self._progress.update(self._tasks[stage], completed=done, total=total)
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         from rich.table import Table

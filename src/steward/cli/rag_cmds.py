@@ -24,8 +24,7 @@ def ingest_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Index a corpus: unchanged documents are skipped, changed ones replaced (content hash)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    from steward.cli._progress import progress_display
     from steward.llm.rag import ingest
 
     ws = workspace()
@@ -37,15 +36,7 @@ def ingest_cmd(
         source = collection
     else:
         raise typer.BadParameter("give a PATH, --stdlib, or --collection NAME")
-    quiet = as_json or not console().is_terminal
-    with Progress(
-        TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console(), disable=quiet
-    ) as bar:
-        task = bar.add_task("embed", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with progress_display(enabled=not as_json and console().is_terminal) as progress:
         report = ingest(ws, source, collection=None if stdlib else collection, progress=progress)
     if as_json:
         console().print_json(json.dumps({**vars(report), "chunks_per_second": report.chunks_per_second}))

@@ -89,9 +89,9 @@ def start(
     champion = resolve_version(ws, model, served.alias if served is not None else "champion")
     if champion == challenger:
         raise Conflict(f"{model} v{challenger} already is the champion", code="rollout.same_version")
-    from steward.registry import current_actor
+    from steward._primitives import resolve_actor
 
-    st = _controller().start(model, policy, champion_version=champion, challenger_version=challenger, actor=current_actor())
+    st = _controller().start(model, policy, champion_version=champion, challenger_version=challenger, actor=resolve_actor())
     _print_state(st, as_json)
 
 
@@ -117,9 +117,9 @@ def promote(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Make the challenger the champion (through the registry's gate) and finish the rollout."""
-    from steward.registry import current_actor
+    from steward._primitives import resolve_actor
 
-    _print_state(_controller().promote(model, actor=current_actor(), reason=reason, force=force), as_json)
+    _print_state(_controller().promote(model, actor=resolve_actor(), reason=reason, force=force), as_json)
 
 
 @rollout_app.command("abort")
@@ -129,9 +129,9 @@ def abort(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Stop the rollout: all traffic back to the champion."""
-    from steward.registry import current_actor
+    from steward._primitives import resolve_actor
 
-    _print_state(_controller().abort(model, actor=current_actor(), reason=reason), as_json)
+    _print_state(_controller().abort(model, actor=resolve_actor(), reason=reason), as_json)
 
 
 @rollout_app.command("weight")
@@ -142,9 +142,9 @@ def set_weight(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Set the challenger share by hand (the blue/green switch and switch back)."""
-    from steward.registry import current_actor
+    from steward._primitives import resolve_actor
 
-    _print_state(_controller().set_weight(model, percent, actor=current_actor(), reason=reason or f"set to {percent:g}%"), as_json)
+    _print_state(_controller().set_weight(model, percent, actor=resolve_actor(), reason=reason or f"set to {percent:g}%"), as_json)
 
 
 def score(
@@ -156,22 +156,14 @@ def score(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Score a lake table with a registered model, chunk by chunk, into another table."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    from steward.cli._progress import progress_display
     from steward.errors import ValidationFailed
     from steward.serving.scoring import score as run_score
 
     if engine not in ("local", "ray"):
         raise ValidationFailed(f"unknown engine {engine!r}", hint="use --engine local or --engine ray")
-    with Progress(
-        TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console(), transient=True
-    ) as bar:
-        task = bar.add_task("score", total=None)
-
-        def on_progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        result = run_score(workspace(), model, input_ref, output_ref, chunk_rows=chunk_rows, engine=engine, progress=on_progress)  # type: ignore[arg-type]
+    with progress_display() as progress:
+        result = run_score(workspace(), model, input_ref, output_ref, chunk_rows=chunk_rows, engine=engine, progress=progress)  # type: ignore[arg-type]
     if as_json:
         console().print_json(json.dumps(result.to_dict()))
     else:

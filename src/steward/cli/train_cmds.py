@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from steward.cli._progress import progress_display
 from steward.cli.app import console, registry_app, workspace
 
 __all__ = ["register"]
@@ -47,7 +48,8 @@ def train_cmd(
 
     _quiet_optuna()
     out = console()
-    result = train(workspace(), progress=None if as_json else (lambda msg: out.print(f"[dim]· {msg}[/dim]")))
+    with progress_display(enabled=not as_json) as progress:
+        result = train(workspace(), progress=progress)
     if as_json:
         out.print_json(json.dumps(result.to_dict(), default=str))
         return

@@ -21,6 +21,7 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from steward._primitives import DurationText, parse_duration
 from steward.errors import ContractError
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ __all__ = [
     "RuleSpec",
     "load_contract",
     "parse_contract",
-    "parse_duration",
 ]
 
 logger = logging.getLogger(__name__)
@@ -45,20 +45,6 @@ COLUMN_TYPES: tuple[str, ...] = ("int64", "int32", "float64", "string", "bool", 
 _NUMERIC = ("int64", "int32", "float64")
 _TEMPORAL = ("date", "datetime")
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> timedelta:
-    """Parse a duration such as ``"90s"``, ``"30m"``, ``"36h"``, ``"2d"`` or ``"1w"``.
-
-    Raises:
-        ValueError: the text is not a number followed by one of s, m, h, d, w.
-    """
-    m = _DURATION_RE.match(text)
-    if not m:
-        raise ValueError(f"{text!r} is not a duration; write a number and a unit, e.g. '36h', '30m', '2d'")
-    return timedelta(seconds=float(m.group(1)) * _DURATION_UNITS[m.group(2)])
 
 
 def _polars_dtype(type_: str) -> pl.DataType:
@@ -264,14 +250,7 @@ class FreshnessSpec(_Strict):
     """
 
     column: str
-    max_age: str
-
-    @field_validator("max_age", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            parse_duration(value)
-        return value
+    max_age: DurationText
 
     @property
     def max_age_td(self) -> timedelta:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import polars as pl
 
+from steward._primitives import parse_duration
 from steward.data._contract_check import FAILURE_SCHEMA, CheckResult, check_contract
 from steward.data._contract_diff import ContractChange, ContractDiff, diff_contracts
 from steward.data._contract_model import (
@@ -50,7 +51,6 @@ from steward.data._contract_model import (
     RuleSpec,
     load_contract,
     parse_contract,
-    parse_duration,
 )
 from steward.errors import IngestError
 

@@ -22,7 +22,6 @@ import io
 import json
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from steward._primitives import Progress, report_progress
 from steward.data.faults import fault
 from steward.data.lake import TableRef
 from steward.data.quarantine import PARSE_RULE, QUARANTINE_SCHEMA, write_quarantine
@@ -54,7 +54,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 
 META_COLUMNS = ("_batch_id", "_source_file", "_row", "_ingested_at")
 _DATE_RE = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -395,8 +394,7 @@ def land_files(
     now = datetime.now(UTC)
     parsed: list[ParsedFile] = []
     for i, path in enumerate(files):
-        if progress:
-            progress(f"{source}: reading landing files", i, len(files))
+        report_progress(progress, f"{source}: reading landing files", i, len(files))
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -409,8 +407,7 @@ def land_files(
         pf = parse_file(path, source, spec, origin=origin, ingested_at=now, header_names=header_names, data=data)
         pf.failures = pf.failures.with_columns(pl.lit(contract_version, dtype=pl.String).alias("contract_version"))
         parsed.append(pf)
-    if progress:
-        progress(f"{source}: reading landing files", len(files), len(files))
+    report_progress(progress, f"{source}: reading landing files", len(files), len(files))
     if not parsed:
         report.bronze_version = lake.version(bronze) if lake.exists(bronze) else None
         return report
@@ -468,7 +465,7 @@ def ingest_source(
         source: Source name from ``steward.yaml``.
         date_from: Only files whose name carries a date on or after this (undated files always).
         date_to: Only files dated on or before this.
-        progress: ``progress(description, done, total)`` callback.
+        progress: Told ``(description, files read, files)``.
 
     Raises:
         SpecError: unknown source, or not a files source.

@@ -23,8 +23,8 @@ from typing import Any, Literal, TypeVar
 import polars as pl
 import pyarrow as pa
 
+from steward._primitives import utcnow
 from steward.backends.base import MetadataStore
-from steward.backends.sql_metadata import utcnow
 from steward.errors import DataError, TableNotFound, VersionNotFound
 
 __all__ = ["LAYERS", "Lake", "TableRef", "with_retries"]

@@ -23,7 +23,7 @@ kills the process between steps for tests.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from steward._primitives import Progress, report_progress
 from steward.data.faults import fault
 from steward.data.ingest import IngestReport, file_date, in_range, land_files
 from steward.data.lake import TableRef
@@ -48,7 +49,6 @@ __all__ = ["Accounting", "BatchAccounting", "PipelineReport", "SourceReport", "p
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 
 SILVER_META = ("_batch_id", "_ingested_at", "_date")
 
@@ -309,8 +309,7 @@ def promote_source(
     # one entry per kind of warning: a backfill of old files would otherwise repeat 'stale' per batch
     warnings: dict[str, str] = {}
     for i, bid in enumerate(order):
-        if progress:
-            progress(f"{source}: contract gate", i, len(order))
+        report_progress(progress, f"{source}: contract gate", i, len(order))
         df = by_batch.get(bid)
         recorded = known.get(bid, {})
         acc = BatchAccounting(source=source, batch_id=bid, origin=pending[bid], contract_version=contract.version)
@@ -353,8 +352,7 @@ def promote_source(
                 hint="this is a bug; nothing was written for this run",
             )
         results.append(acc)
-    if progress:
-        progress(f"{source}: contract gate", len(order), len(order))
+    report_progress(progress, f"{source}: contract gate", len(order), len(order))
 
     single = order[0] if len(order) == 1 else None
     q_rows = pl.concat(to_quarantine, how="vertical_relaxed") if to_quarantine else pl.DataFrame(schema=QUARANTINE_SCHEMA)
@@ -466,7 +464,7 @@ def run_pipeline(
         sources: Source names (default: every source in ``steward.yaml``, in order).
         date_from: First date of a backfill (inclusive).
         date_to: Last date of a backfill (inclusive).
-        progress: ``progress(description, done, total)``; ``total`` 0 means unknown.
+        progress: Told ``(description, done, total)`` per stage; ``total`` None means unknown (a stream).
         stream_backend: The stream backend for ``redis_stream`` sources (default: from ``steward.yaml``).
         stream_consumer: Consumer name within the group (default: stable per host).
 

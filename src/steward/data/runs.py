@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from steward._primitives import utcnow
 from steward.backends.base import MetadataStore
-from steward.backends.sql_metadata import utcnow
 from steward.errors import LockHeld, NotFound
 
 __all__ = [

@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from steward._primitives import Progress, report_progress
 from steward.backends.base import StreamBackend, StreamEntry
 from steward.data.faults import fault
 from steward.data.lake import TableRef
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["StreamReport", "consume_stream", "land_stream", "publish"]
 
 logger = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -135,8 +134,7 @@ def land_stream(
             if not entries:
                 break
             _land(ws, source, stream, group, be, entries, run_id=run_id, report=report)
-            if progress:
-                progress(f"{source}: stream {stream}", report.delivered, 0)
+            report_progress(progress, f"{source}: stream {stream}", report.delivered, None)
     report.bronze_version = ws.lake.version(bronze) if ws.lake.exists(bronze) else None
     return report
 
@@ -190,7 +188,7 @@ def consume_stream(
         count: Messages per read (and per bronze commit).
         claim_idle_ms: Claim other consumers' messages pending at least this long.
         max_messages: Stop after this many deliveries.
-        progress: ``progress(description, done, 0)``.
+        progress: Told ``(description, messages delivered, None)`` (a stream has no known total).
     """
     md = ws.metadata
     run_id = start_run(md, "stream", {"source": source, "consumer": consumer})

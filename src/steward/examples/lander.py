@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
 
 import polars as pl
+
+from steward._primitives import Progress, report_progress
 
 __all__ = ["LandReport", "land", "load_table"]
 
@@ -129,7 +130,7 @@ def land(
     start: date,
     end: date,
     *,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> LandReport:
     """Write daily drops for ``start..end`` (inclusive) under ``landing_dir/SOURCE/``.
 
@@ -137,7 +138,7 @@ def land(
         landing_dir: The project's landing root (``landing/``).
         start: First day to land.
         end: Last day to land.
-        progress: Called as ``progress("landing", done, total)``.
+        progress: Told ``("landing", days done, days)``.
 
     Returns:
         A :class:`LandReport`; files already holding identical content are skipped.
@@ -171,7 +172,6 @@ def land(
         report.malformed_lines += len(bad)
         report.late_rows += late
         report.resent_rows += resent
-        if progress:
-            progress("landing", i + 1, len(days))
+        report_progress(progress, "landing", i + 1, len(days))
     logger.info("landed %d files (%d unchanged)", len(report.files), report.skipped_existing)
     return report

@@ -6,7 +6,8 @@ point-in-time (every input pinned); :func:`materialize` fills the online store
 and :func:`get_online_features` reads it for serving, through the same code.
 """
 
-from steward.features.definitions import FEATURE_TIME, FeatureSet, FeatureTable, parse_duration
+from steward._primitives import parse_duration
+from steward.features.definitions import FEATURE_TIME, FeatureSet, FeatureTable
 from steward.features.store import (
     BuildResult,
     MaterializeResult,

@@ -19,28 +19,19 @@ from typing import Literal
 
 import polars as pl
 
+from steward._primitives import parse_duration
 from steward.data.lake import TableRef
 from steward.errors import SpecError
 from steward.spec import FeatureTableSpec, Spec
 
-__all__ = ["FEATURE_TIME", "Aggregate", "EventsDef", "FeatureSet", "FeatureTable", "parse_duration"]
+__all__ = ["FEATURE_TIME", "Aggregate", "EventsDef", "FeatureSet", "FeatureTable"]
 
 logger = logging.getLogger(__name__)
 
 FEATURE_TIME = "feature_time"
 """Gold-table column: the instant from which a row's values hold (after ``available_after``)."""
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
 Transform = Callable[[pl.DataFrame], pl.DataFrame]
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"7d"`` → ``timedelta(days=7)`` (units s, m, h, d, w)."""
-    t = text.strip()
-    if len(t) < 2 or not t[:-1].isdigit() or t[-1] not in _UNITS:
-        raise SpecError(f"bad duration {text!r}", hint="write a whole number and a unit (s, m, h, d or w), e.g. 7d or 14h")
-    return timedelta(seconds=int(t[:-1]) * _UNITS[t[-1]])
 
 
 @dataclass(frozen=True)

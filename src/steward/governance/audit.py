@@ -14,7 +14,6 @@ details, so the trail proves what went in and out without copying data.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
 import json
 import logging
@@ -24,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from steward._primitives import resolve_actor, utcnow
 from steward.backends.base import MetadataStore
-from steward.backends.sql_metadata import utcnow
 from steward.errors import Conflict
 
 __all__ = [
@@ -45,17 +44,8 @@ GENESIS = "0" * 64
 _HEAD_ID = "main"
 
 
-def actor_name(explicit: str | None = None) -> str:
-    """Who acts: an explicit name, ``$STEWARD_ACTOR``, or the OS user."""
-    if explicit:
-        return explicit
-    env = os.environ.get("STEWARD_ACTOR")
-    if env:
-        return env
-    try:
-        return f"user:{getpass.getuser()}"
-    except Exception:  # no passwd entry in some containers
-        return "user:unknown"
+actor_name = resolve_actor
+"""Who acts, as canonical actor text (the audit trail's name for :func:`steward._primitives.resolve_actor`)."""
 
 
 def _canonical(obj: Any) -> str:
@@ -153,7 +143,7 @@ class AuditTrail:
         Args:
             action: What happened, dotted (``ingest.batch``, ``registry.alias``, ``rollout.step``...).
             subject: What it happened to (``table:silver.flights``, ``model:flights@3``...).
-            actor: Who did it (default: :func:`actor_name`).
+            actor: Who did it (default: :func:`~steward._primitives.resolve_actor`; a bare name is a user).
             model: The registered model concerned, for ``steward audit log --model``.
             inputs: Inputs; each value is recorded by hash beside its small readable form.
             outputs: Outputs, likewise.
@@ -166,7 +156,7 @@ class AuditTrail:
             payload["outputs"] = {k: {"sha256": digest(v), "value": _small(v)} for k, v in outputs.items()}
         if details:
             payload["details"] = json.loads(_canonical(dict(details)))
-        who = actor_name(actor)
+        who = resolve_actor(actor)
         for _attempt in range(20):
             try:
                 with self.store.transaction():

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from steward._primitives import make_actor
 from steward.errors import NotFound
 
 if TYPE_CHECKING:
@@ -25,7 +26,8 @@ __all__ = ["PollingDriver", "RolloutDriver", "rollout_state"]
 
 logger = logging.getLogger(__name__)
 
-LOOP_ACTOR = "steward-loop"
+LOOP_ACTOR = make_actor("loop", "steward")
+"""The actor of what the loop does on its own (rollout start, promote after a clean window, abort on timeout)."""
 
 
 @runtime_checkable

@@ -28,7 +28,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from steward.backends.sql_metadata import utcnow
+from steward._primitives import Progress, report_progress, resolve_actor, utcnow
 from steward.data.faults import fault
 from steward.errors import BackendUnavailable, Conflict, LockHeld, NotFound, SpecError, StewardError
 from steward.loop._driver import LOOP_ACTOR, PollingDriver, RolloutDriver, rollout_state
@@ -44,7 +44,6 @@ __all__ = ["loop_history", "run_loop", "run_pending"]
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str], None]
 Builder = Callable[..., "TrainingSet"]
 
 LOOP_ACTIONS = ("retrain", "shadow-then-promote")
@@ -53,8 +52,7 @@ LOOP_TAG = "steward.loop_id"
 
 def _say(progress: Progress | None, msg: str) -> None:
     logger.info(msg)
-    if progress is not None:
-        progress(msg)
+    report_progress(progress, msg)
 
 
 def rollout_policy(ws: Workspace, model: str, *, shadow: bool = False) -> RolloutSpec | None:
@@ -396,7 +394,7 @@ def run_loop(
             ``steward serve`` updates).
         rollout: Roll out with the serving policy (``serving.models.NAME.rollout``); False gates and then
             promotes directly (no serving process needed).
-        progress: Called with a short message at each step.
+        progress: Told of each step, as ``progress(step, 0, None)`` (see :class:`~steward._primitives.Progress`).
         builder: Builds the training set (default ``steward.features.build_training_set``); called as
             ``builder(ws, pins=None)`` for the newest versions, ``pins=...`` to rebuild on resume.
         timeout_s: Longest wait for the rollout; then it is aborted and the loop ends ``aborted``.
@@ -412,10 +410,8 @@ def run_loop(
         SpecError: ``rollout`` is asked for but the model has no rollout policy.
         StewardError: a step failed; the loop is recorded ``aborted`` with the error.
     """
-    from steward.registry import current_actor
-
     name = model or ws.spec.model.name
-    who = current_actor(actor)
+    who = resolve_actor(actor)
     store = ws.metadata
     store.migrate()
     lock = LoopLock(store, name, lock_ttl_s)

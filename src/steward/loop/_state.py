@@ -14,7 +14,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from steward.backends.sql_metadata import utcnow
+from steward._primitives import utcnow
 
 if TYPE_CHECKING:
     from steward.backends.base import MetadataStore

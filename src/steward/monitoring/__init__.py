@@ -15,6 +15,7 @@ The main entry points:
 
 from __future__ import annotations
 
+from steward._primitives import parse_duration
 from steward.monitoring._drift import ALL_DETECTORS, DriftOptions, DriftResult, compare_columns, compare_profiles
 from steward.monitoring._metrics import monitor_gauges, prometheus_rules
 from steward.monitoring._performance import classification_metrics, join_labels, load_labels, performance_by_window, roc_auc
@@ -50,7 +51,7 @@ from steward.monitoring._profile import (
 from steward.monitoring._report import ReportPaths, build_report, report_data
 from steward.monitoring._slo import DEFAULT_BURN_ALERTS, BurnAlert, SloStatus, burn_rate, evaluate_slo, quality_events, sli_events
 from steward.monitoring._stats import chi2_test, js_distance, kl_divergence, ks_test, psi, wasserstein
-from steward.monitoring._windows import LogWindow, WindowProfiler, iter_window_profiles, parse_duration, read_log
+from steward.monitoring._windows import LogWindow, WindowProfiler, iter_window_profiles, read_log
 
 __all__ = [
     "ALL_DETECTORS",

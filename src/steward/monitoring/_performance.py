@@ -18,8 +18,9 @@ import numpy as np
 import polars as pl
 from numpy.typing import ArrayLike
 
+from steward._primitives import parse_duration
 from steward.errors import ValidationFailed
-from steward.monitoring._windows import decode_features, parse_duration
+from steward.monitoring._windows import decode_features
 
 if TYPE_CHECKING:
     from steward.spec import LabelsSpec

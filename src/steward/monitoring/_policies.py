@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import polars as pl
 
+from steward._primitives import iso_utc, parse_duration, utcnow
 from steward.errors import NotFound, ValidationFailed
 from steward.monitoring._drift import ALL_DETECTORS, P_VALUE_DETECTORS, DriftOptions, DriftResult, compare_columns
 from steward.monitoring._metrics import STATUS_CODES, monitor_gauges
 from steward.monitoring._performance import HIGHER_IS_BETTER, LABEL, classification_metrics, join_labels, load_labels
 from steward.monitoring._profile import ColumnProfile, ReferenceProfile, profile_for_model
 from steward.monitoring._slo import DEFAULT_BURN_ALERTS, BurnAlert, SloStatus, evaluate_slo, quality_events, sli_events, slo_kind
-from steward.monitoring._windows import WindowProfiler, decode_features, iter_batches, parse_duration, read_log
+from steward.monitoring._windows import WindowProfiler, decode_features, iter_batches, read_log
 from steward.spec import MonitoringSpec, MonitorPolicySpec
 
 if TYPE_CHECKING:
@@ -506,7 +507,7 @@ def evaluate_policies(
         actions=actions,
         checks=checks,
         status=worst_status(checks),
-        created_at=now.isoformat(),
+        created_at=iso_utc(now),
         details={
             "distributions": _distributions(reference, window_profile),
             "performance": performance,
@@ -752,10 +753,10 @@ def mark_action(ws: Workspace, action_id: str, status: str, *, note: str | None 
         raise NotFound(f"no monitor action {action_id}", hint="list them with steward.monitoring.list_actions")
     details = json.loads(row.get("details") or "{}")
     if note:
-        details.setdefault("notes", []).append({"at": datetime.now(UTC).isoformat(), "status": status, "note": note})
+        details.setdefault("notes", []).append({"at": utcnow(), "status": status, "note": note})
     ws.metadata.execute(
         "UPDATE monitor_actions SET status = ?, updated_at = ?, details = ? WHERE action_id = ?",
-        (status, datetime.now(UTC).isoformat(), _json(details), action_id),
+        (status, utcnow(), _json(details), action_id),
     )
 
 
@@ -830,7 +831,7 @@ class MonitorScheduler:
                 self.last_error = f"{model}: {exc}"
                 logger.exception("monitor pass for %s failed", model)
         self.passes += 1
-        self.last_pass_at = datetime.now(UTC).isoformat()
+        self.last_pass_at = utcnow()
         return out
 
     def _loop(self) -> None:

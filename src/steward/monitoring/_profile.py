@@ -13,7 +13,6 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,6 +20,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from steward._primitives import utcnow
 from steward.errors import NotFound, ValidationFailed
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class ReferenceProfile:
     n_rows: int = 0
     bins: int = 10
     sample_size: int | None = 10000
-    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    created_at: str = field(default_factory=utcnow)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property

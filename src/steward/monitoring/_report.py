@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from steward._primitives import utcnow
 from steward.monitoring._policies import list_actions, list_checks, list_verdicts
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ def report_data(ws: Workspace, *, model: str | None = None, limit: int = 200) ->
         slot(run["model"])["loops"].append(run)
     for m in models.values():
         m["markers"] = _markers(m["actions"], m["loops"])
-    return {"generated_at": datetime.now(UTC).isoformat(), "project": ws.spec.project, "models": models}
+    return {"generated_at": utcnow(), "project": ws.spec.project, "models": models}
 
 
 def _png(fig: Figure) -> str:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from steward.monitoring._windows import parse_duration
+from steward._primitives import parse_duration
 
 if TYPE_CHECKING:
     from steward.spec import SloSpec

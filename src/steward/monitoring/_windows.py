@@ -10,7 +10,6 @@ does not grow with the number of rows.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from steward._primitives import parse_duration
 from steward.errors import ValidationFailed
 from steward.monitoring._profile import (
     PREDICTION,
@@ -39,24 +39,10 @@ __all__ = [
     "WindowProfiler",
     "decode_features",
     "iter_window_profiles",
-    "parse_duration",
     "read_log",
 ]
 
 logger = logging.getLogger(__name__)
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def parse_duration(text: str | int | float) -> timedelta:
-    """``"30m"``, ``"6h"``, ``"1d"``, ``"90s"`` or a number of seconds → timedelta."""
-    if isinstance(text, int | float):
-        return timedelta(seconds=float(text))
-    m = _DURATION.match(text)
-    if not m:
-        raise ValidationFailed(f"bad duration {text!r}", hint="write e.g. 30m, 6h, 1d or a number of seconds")
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2) or "s"])
 
 
 class _NumericState:

@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from steward.backends.sql_metadata import utcnow
+from steward._primitives import resolve_actor, utcnow
 from steward.errors import Conflict, GateFailed, NotFound
 from steward.governance.audit import file_ref
 from steward.registry.loader import load_verified_model
-from steward.registry.versions import CHALLENGER, CHAMPION, current_actor, get_alias_version, get_model_version
+from steward.registry.versions import CHALLENGER, CHAMPION, get_alias_version, get_model_version
 from steward.training.dataset import FeatureEncoding, encode
 from steward.training.estimators import predict_proba
 from steward.training.metrics import HIGHER_IS_BETTER, compute_metrics, fairness_report, is_non_inferior, slice_metrics
@@ -259,7 +259,7 @@ def run_gate(ws: Workspace, name: str | None = None, *, version: int | None = No
         passed=all(c.passed for c in checks),
         checks=checks,
         run_id=run_id,
-        actor=current_actor(actor),
+        actor=resolve_actor(actor),
         created_at=utcnow(),
         rows=int(frame.height),
     )

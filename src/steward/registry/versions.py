@@ -8,15 +8,13 @@ and why, besides being applied in the MLflow registry.
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
-import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from steward.backends.sql_metadata import utcnow
+from steward._primitives import resolve_actor, utcnow
 from steward.errors import Conflict, GateFailed, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
@@ -86,17 +84,8 @@ class ModelVersionSummary:
         return asdict(self)
 
 
-def current_actor(actor: str | None = None) -> str:
-    """Who is acting: ``actor``, else ``$STEWARD_ACTOR``, else the OS user."""
-    if actor:
-        return actor
-    env = os.environ.get("STEWARD_ACTOR")
-    if env:
-        return env
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown"
+current_actor = resolve_actor
+"""Who is acting, as canonical actor text (the registry's name for :func:`steward._primitives.resolve_actor`)."""
 
 
 def get_model_version(ws: Workspace, name: str, version: int) -> ModelVersionInfo:
@@ -150,6 +139,7 @@ def set_alias(ws: Workspace, name: str, alias: str, version: int | None, *, acto
             registry.delete_alias(name, alias)
     else:
         registry.set_alias(name, alias, version)
+    actor = resolve_actor(actor)
     change = AliasChange(uuid.uuid4().hex, name, alias, before, version, action, actor, reason, utcnow())
     _record(ws, change)
     ws.audit.append(
@@ -166,7 +156,7 @@ def set_alias(ws: Workspace, name: str, alias: str, version: int | None, *, acto
 def register_version(ws: Workspace, *, name: str, model_uri: str, run_id: str, tags: dict[str, str], actor: str | None = None) -> int:
     """Register a logged model as a new version of ``name`` and make it the ``challenger``."""
     version = ws.model_registry.register_version(name, model_uri, tags=tags).version
-    set_alias(ws, name, CHALLENGER, version, actor=current_actor(actor), reason=f"trained by run {run_id}", action="register")
+    set_alias(ws, name, CHALLENGER, version, actor=resolve_actor(actor), reason=f"trained by run {run_id}", action="register")
     return version
 
 
@@ -223,7 +213,7 @@ def promote(ws: Workspace, name: str, version: int, *, reason: str, actor: str |
     if not reason.strip():
         raise ValidationFailed("a promotion needs a reason", hint="pass --reason TEXT", details={"errors": ["reason"]})
     get_model_version(ws, name, version)
-    who = current_actor(actor)
+    who = resolve_actor(actor)
     champion = get_alias_version(ws, name, CHAMPION)
     if champion == version:
         raise Conflict(f"{name} v{version} already is the champion", code="registry.already_champion")
@@ -258,7 +248,7 @@ def rollback(ws: Workspace, name: str, *, reason: str, actor: str | None = None)
     """
     if not reason.strip():
         raise ValidationFailed("a rollback needs a reason", hint="pass --reason TEXT", details={"errors": ["reason"]})
-    who = current_actor(actor)
+    who = resolve_actor(actor)
     previous = get_alias_version(ws, name, PREVIOUS)
     if previous is None:
         raise Conflict(f"{name} has no previous champion to roll back to", code="registry.no_previous", hint="promote a version instead")

@@ -15,9 +15,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from steward._primitives import iso_utc, make_actor, resolve_actor
 from steward.errors import Conflict, NotFound
 from steward.serving.router import RoutePolicy, StepDecision, StepRules
 from steward.spec import RolloutSpec
@@ -30,11 +31,8 @@ __all__ = ["RolloutController", "RolloutState", "rules_from_spec"]
 logger = logging.getLogger(__name__)
 
 ACTIVE = "running"
-SYSTEM_ACTOR = "steward-rollout"
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="microseconds")
+SYSTEM_ACTOR = make_actor("system", "rollout")
+"""The actor of steps the controller decides itself (advance, roll back on a breach)."""
 
 
 def _epoch(iso: str) -> float:
@@ -221,9 +219,10 @@ class RolloutController:
             raise Conflict(
                 f"a rollout of {model} is already running", code="rollout.running", hint=f"steward rollout abort {model} (or promote) first"
             )
+        actor = resolve_actor(actor)
         rules = rules_from_spec(spec)
         weight = {"canary": rules.steps[0], "ab": rules.steps[0], "shadow": 0.0, "bluegreen": 100.0}[spec.mode]
-        now = _iso(self.clock())
+        now = iso_utc(self.clock())
         rid = uuid.uuid4().hex[:16]
         with self.store.transaction():
             self.store.execute(
@@ -257,7 +256,7 @@ class RolloutController:
         seq = int(row["m"]) + 1 if row and row["m"] is not None else 1
         self.store.execute(
             "INSERT INTO rollout_steps (rollout_id, seq, ts, action, weight, reason, metrics, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (rid, seq, _iso(self.clock()), action, weight, reason, json.dumps(metrics, default=str), actor),
+            (rid, seq, iso_utc(self.clock()), action, weight, reason, json.dumps(metrics, default=str), resolve_actor(actor)),
         )
 
     def _audit(self, action: str, st: RolloutState, actor: str, details: dict[str, Any]) -> None:
@@ -294,7 +293,7 @@ class RolloutController:
             return self.promote(st.model, actor=actor, reason=decision.reason, metrics=metrics)
         if decision.action == "rollback":
             return self._finish(st, "rolled_back", decision.reason, metrics or {}, actor, action="rollback")
-        now = _iso(self.clock())
+        now = iso_utc(self.clock())
         with self.store.transaction():
             self.store.execute(
                 "UPDATE rollouts SET step_index = ?, weight = ?, step_started_at = ?, updated_at = ?, reason = ? WHERE rollout_id = ? AND state = ?",
@@ -309,7 +308,7 @@ class RolloutController:
     def set_weight(self, model: str, weight: float, *, actor: str, reason: str = "manual") -> RolloutState:
         """Set the challenger share by hand (blue/green: 100 = switch to green, 0 = switch back to blue)."""
         st = self._require_active(model)
-        now = _iso(self.clock())
+        now = iso_utc(self.clock())
         w = max(0.0, min(100.0, weight))
         with self.store.transaction():
             self.store.execute(
@@ -350,7 +349,7 @@ class RolloutController:
     def _finish(
         self, st: RolloutState, state: str, reason: str, metrics: dict[str, Any], actor: str, *, action: str, weight: float = 0.0
     ) -> RolloutState:
-        now = _iso(self.clock())
+        now = iso_utc(self.clock())
         with self.store.transaction():
             self.store.execute(
                 "UPDATE rollouts SET state = ?, weight = ?, reason = ?, updated_at = ?, finished_at = ? WHERE rollout_id = ?",

@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from steward._extras import optional_import
+from steward._primitives import Progress, report_progress
 from steward.data.lake import TableRef
 from steward.errors import ValidationFailed
 
@@ -25,11 +26,12 @@ if TYPE_CHECKING:
     from steward.serving.runtime import NativeRuntime
     from steward.workspace import Workspace
 
-__all__ = ["ScoreResult", "parse_model_ref", "score"]
+__all__ = ["SCORE_STAGE", "ScoreResult", "parse_model_ref", "score"]
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
+#: The stage scoring reports progress as.
+SCORE_STAGE = "scoring"
 
 
 @dataclass
@@ -98,7 +100,7 @@ def score(
         output: ``layer.table`` (replaced by the first chunk, then appended to).
         chunk_rows: Rows per chunk: the memory bound.
         engine: ``local`` (in-process, streaming) or ``ray`` (Ray Data).
-        progress: Called with (rows done, total rows) after each chunk.
+        progress: Told ``(SCORE_STAGE, rows done, total rows)`` after each chunk.
 
     Raises:
         NotFound: the model, alias or table does not exist.
@@ -131,8 +133,7 @@ def score(
         )
         chunks += 1
         done += table.num_rows
-        if progress is not None:
-            progress(done, total)
+        report_progress(progress, SCORE_STAGE, done, total)
     seconds = time.perf_counter() - t0
     logger.info(
         "scored %d rows of %s with %s v%s into %s in %d chunks (%.1f s)", done, in_ref, name, runtime.version, out_ref, chunks, seconds

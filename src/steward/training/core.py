@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from steward._primitives import Progress, report_progress, resolve_actor, utcnow
 from steward.backends.base import tracked_run
-from steward.backends.sql_metadata import utcnow
 from steward.errors import NotFound, ValidationFailed
 from steward.spec import FairnessSpec, ModelSpec, SplitSpec
 from steward.training.dataset import FeatureEncoding, encode, fit_encoding, sort_for_training, split_by_time
@@ -40,7 +40,6 @@ __all__ = ["ReproduceResult", "TrainResult", "reproduce", "score_frame", "train"
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str], None]
 Builder = Callable[..., "TrainingSet"]
 
 CONFIG_ARTIFACT = "steward/train_config.json"
@@ -110,8 +109,7 @@ class ReproduceResult:
 
 def _say(progress: Progress | None, msg: str) -> None:
     logger.info(msg)
-    if progress is not None:
-        progress(msg)
+    report_progress(progress, msg)
 
 
 def _check_columns(ts: TrainingSet, ms: ModelSpec) -> None:
@@ -170,7 +168,7 @@ def train_model(
         ws: The workspace (run tracker, model registry, state root, metadata store).
         training_set: Labelled events with features, every input pinned.
         spec: The model section to use; default ``ws.spec.model``.
-        progress: Called with a short message at each step.
+        progress: Told of each step, as ``progress(step, 0, None)`` (see :class:`~steward._primitives.Progress`).
         register: Register the model and write its card (False for reproduce runs).
         fixed_params: Use exactly these estimator params and skip the search (reproduce).
         run_tags: Extra MLflow run tags.
@@ -264,7 +262,7 @@ def train_model(
         "steward.env_source": env_source,
         "steward.prediction_hash": pred_hash,
         "steward.validation_from": cut,
-        "steward.actor": _actor(actor),
+        "steward.actor": resolve_actor(actor),
         **(run_tags or {}),
     }
     with tracked_run(tracker, exp_id, run_name=f"{ms.name}-{utcnow()[:19]}", tags=tags) as run_id:
@@ -384,12 +382,6 @@ def train_model(
         rows=rows,
         feature_importance=importance,
     )
-
-
-def _actor(actor: str | None) -> str:
-    from steward.registry.versions import current_actor
-
-    return current_actor(actor)
 
 
 def _search(

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from steward.backends.sql_metadata import utcnow
+from steward._primitives import resolve_actor, utcnow
 from steward.errors import Conflict, Forbidden, NotFound
 
 if TYPE_CHECKING:
@@ -165,6 +165,7 @@ class Approvals:
         req = self.get(request_id)
         if req.status != "pending":
             raise Conflict(f"approval request {request_id} is already {req.status}", code="agent.approval_not_pending")
+        admin = resolve_actor(admin)
         token = "sap_" + secrets.token_urlsafe(24)
         expires = self.clock() + (ttl_s if ttl_s is not None else self.ttl_s)
         now = utcnow()

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from steward._primitives import make_actor
 from steward.errors import ValidationFailed
 
 if TYPE_CHECKING:
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["EvalReport", "EvalTask", "TaskScore", "load_tasks", "run_eval", "score_task", "scripted_spec"]
 
 logger = logging.getLogger(__name__)
+
+EVAL_ACTOR = make_actor("system", "eval")
+"""Who asks during an agent eval."""
 
 
 @dataclass
@@ -148,7 +152,7 @@ async def run_eval(ws: Workspace, tasks: list[EvalTask] | None = None, *, execut
     scores = []
     try:
         for t in tasks:
-            run = await agent.run(t.task, role=t.role, actor="eval")
+            run = await agent.run(t.task, role=t.role, actor=EVAL_ACTOR)
             actual = [{"tool": c.tool, "arguments": c.arguments} for c in run.calls]
             scores.append(score_task(t, actual, run.status, run.stop_reason))
     finally:

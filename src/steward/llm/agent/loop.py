@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from steward.backends.sql_metadata import utcnow
+from steward._primitives import make_actor, resolve_actor, utcnow
 from steward.errors import SpecError, StewardError, ValidationFailed
 from steward.llm.agent.gate import CallOutcome, ToolGate
 from steward.tools.registry import ROLE_PERMISSIONS, ToolContext
@@ -126,6 +126,11 @@ class AgentRun:
     limits: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def agent_actor(self) -> str:
+        """Who the agent acts as during this run: ``agent:RUN_ID:ACTOR``."""
+        return make_actor("agent", self.run_id, on_behalf_of=self.actor)
+
+    @property
     def calls(self) -> list[ToolCallRecord]:
         """Every tool call of the run, in order."""
         return [c for s in self.steps for c in s.calls]
@@ -204,7 +209,7 @@ class Agent:
         Args:
             task: What to do, in words.
             role: The caller's role (``viewer``, ``operator``, ``admin``): its allow-list of tools.
-            actor: Who asks (recorded on every audit entry).
+            actor: Who asks (default ``$STEWARD_ACTOR`` or the OS user); the agent acts as ``agent:RUN_ID:ACTOR``.
             approval_tokens: One-time tokens an admin granted for write calls of this task.
             run_id: Reuse an id (the API creates it first); default a new one.
 
@@ -226,7 +231,7 @@ class Agent:
             run_id=run_id or uuid.uuid4().hex[:16],
             task=task,
             role=role,
-            actor=actor or "anonymous",
+            actor=resolve_actor(actor),
             limits={
                 "max_steps": spec.max_steps,
                 "max_tokens": spec.max_tokens,
@@ -235,7 +240,7 @@ class Agent:
                 "model": spec.model,
             },
         )
-        ctx = ToolContext(actor=f"agent:{run.run_id}:{run.actor}", role=role, run_id=run.run_id)
+        ctx = ToolContext(actor=run.agent_actor, role=role, run_id=run.run_id)
         self._insert(run)
         tracer = self._tracer = get_tracer(self.ws, "steward.llm.agent")
         span = tracer.start_span("agent.run", attributes={"agent.run_id": run.run_id, "agent.role": role, "agent.model": spec.model})
@@ -428,7 +433,7 @@ class Agent:
         self.ws.audit.append(
             "agent.step",
             f"agent_run:{run.run_id}",
-            actor=f"agent:{run.run_id}:{run.actor}",
+            actor=run.agent_actor,
             details={
                 "run_id": run.run_id,
                 "step": step.n,

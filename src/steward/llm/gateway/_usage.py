@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from steward._primitives import iso_utc
 from steward.backends.base import MetadataStore
 
 __all__ = ["CostReport", "UsageRecorder", "cost_report"]
@@ -59,7 +60,7 @@ class UsageRecorder:
         now = datetime.now(UTC)
         values = (
             row["request_id"],
-            now.isoformat(timespec="microseconds"),
+            iso_utc(now),
             now.strftime("%Y-%m-%d"),
             row["key_name"],
             row.get("team"),

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from steward._primitives import Progress, report_progress
 from steward.errors import NotFound, ValidationFailed
 from steward.llm.rag.corpus import Document, html_documents, load_path, stdlib_documents, stdlib_html_dir
 from steward.llm.rag.types import IngestReport
@@ -24,15 +24,15 @@ if TYPE_CHECKING:
     from steward.spec import RagCollectionSpec
     from steward.workspace import Workspace
 
-__all__ = ["EMBED_BATCH", "Progress", "collection_documents", "ingest", "ingest_documents", "vector_store"]
+__all__ = ["EMBED_BATCH", "EMBED_STAGE", "collection_documents", "ingest", "ingest_documents", "vector_store"]
 
 logger = logging.getLogger(__name__)
 
 #: Texts per embedding call: large enough to batch well, small enough for smooth progress.
 EMBED_BATCH = 256
 
-#: ``progress(done, total)`` in chunks.
-Progress = Callable[[int, int], None]
+#: The stage embedding reports progress as: ``progress(EMBED_STAGE, chunks done, chunks to embed)``.
+EMBED_STAGE = "embedding chunks"
 
 
 def vector_store(ws: Workspace) -> VectorStore:
@@ -87,7 +87,7 @@ def ingest(
         source: A collection name from ``llm.rag.collections`` (``stdlib``, ``docs``), or a
             file/directory path.
         collection: For a path: the collection to write (default ``docs``).
-        progress: Called with (chunks embedded, chunks to embed).
+        progress: Told ``(EMBED_STAGE, chunks embedded, chunks to embed)``.
 
     Returns:
         What changed.
@@ -131,8 +131,7 @@ def _embed_unique(records: list[VectorRecord], progress: Progress | None) -> tup
     for i in range(0, len(unique), EMBED_BATCH):
         parts.append(embedder.embed(unique[i : i + EMBED_BATCH]))
         done = min(total, round(total * min(len(unique), i + EMBED_BATCH) / max(1, len(unique))))
-        if progress:
-            progress(done, total)
+        report_progress(progress, EMBED_STAGE, done, total)
     vecs = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), dtype=np.float32)
     return vecs[np.asarray(order, dtype=np.int64)] if order else vecs, time.perf_counter() - t0
 
@@ -146,7 +145,7 @@ def ingest_documents(
         ws: The workspace.
         collection: Target collection.
         docs: The whole corpus of the collection.
-        progress: Called with (chunks embedded, chunks to embed).
+        progress: Told ``(EMBED_STAGE, chunks embedded, chunks to embed)``.
         prune: Delete stored documents that are not in ``docs``.
     """
     from steward.llm.embeddings import get_embedder
