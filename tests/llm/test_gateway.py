@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from steward.api.app import create_app
+from steward.errors import AuthError
 from steward.llm.gateway import Gateway, extractive_answer
 
 CONTEXT = (
@@ -396,3 +397,16 @@ def test_circuit_breaker_states_with_a_fake_clock() -> None:
     assert cb.allow("p")
     cb.success("p")
     assert cb.state("p") == "closed" and cb.allow("p") and cb.allow("p")
+
+
+def test_the_gateway_reads_keys_like_the_api(gateway_project: Any) -> None:
+    ws = gateway_project()
+    gw = Gateway(ws)
+    token = gateway_project.token_a
+    for header in (f"Bearer {token}", f"bearer  {token} ", f"BEARER {token}"):
+        assert gw.authenticate(header).name == "team-a"
+    for header in (None, "Basic abc", "Bearer ", f"Token {token}"):
+        with pytest.raises(AuthError, match="missing bearer token"):
+            gw.authenticate(header)
+    with pytest.raises(AuthError, match="invalid gateway key"):
+        gw.authenticate(f"Bearer {token}x")

@@ -16,8 +16,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from steward.api.auth import ROLES, Principal, require
+from steward._primitives import make_actor
+from steward.api.auth import ROLES, Principal, load_keys, require
 from steward.errors import StewardError, ValidationFailed
+from steward.governance.access import role_allows
 
 __all__ = ["router"]
 
@@ -56,8 +58,6 @@ def _ws(request: Request) -> Any:
 
 def _principal(request: Request, role: str) -> Principal:
     if getattr(request.app.state, "api_keys", None) is None:
-        from steward.api.auth import load_keys
-
         ws = request.app.state.workspace
         request.app.state.api_keys = load_keys(ws.spec.serving.auth, ws.spec)
     return require(request, role)  # type: ignore[arg-type]
@@ -81,11 +81,11 @@ async def create_run(body: RunRequest, request: Request) -> dict[str, Any]:
     role = body.role or who.role
     if role not in ROLES:
         raise ValidationFailed(f"unknown role {role!r}", details={"errors": [{"field": "role", "message": "viewer, operator or admin"}]})
-    if ROLES[role] > ROLES[who.role]:
+    if not role_allows(who.role, role):
         from steward.errors import Forbidden
 
         raise Forbidden(f"key {who.name!r} has role {who.role}; it cannot run the agent as {role}", code="agent.role_too_high")
-    run = await _agent(request).run(body.task, role=role, actor=f"api:{who.name}", approval_tokens=body.approval_tokens)
+    run = await _agent(request).run(body.task, role=role, actor=make_actor("api", who.name), approval_tokens=body.approval_tokens)
     out: dict[str, Any] = run.to_dict()
     return out
 
@@ -116,7 +116,7 @@ async def grant_approval(body: ApprovalGrant, request: Request) -> dict[str, Any
 
     who = _principal(request, "admin")
     approvals = Approvals(_ws(request))
-    admin = f"api:{who.name}"
+    admin = make_actor("api", who.name)
     if body.request_id:
         token, req = approvals.grant(body.request_id, admin=admin, ttl_s=body.ttl_s)
     elif body.tool:

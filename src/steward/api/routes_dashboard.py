@@ -21,7 +21,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from steward.api.auth import ROLES, ApiKeys, Principal, load_keys
+from steward.api.auth import ApiKeys, Principal, check_request, load_keys
+from steward.governance.access import role_allows
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -81,14 +82,14 @@ def _has_header_key(request: Request) -> bool:
 def viewer(request: Request) -> Principal:
     """The caller, with at least the ``viewer`` role.
 
-    A key in a header is checked by :meth:`ApiKeys.check` (401/403 problem+json);
+    A key in a header is checked by :func:`~steward.api.auth.check_request` (401/403 problem+json);
     otherwise the sign-in cookie; with neither, :class:`LoginRequired` (a redirect).
     """
     keys = _keys(request)
     if not keys.required or _has_header_key(request):
-        return keys.check(request, "viewer")
+        return check_request(keys, request, "viewer")
     principal = keys.session_principal(request.cookies.get(COOKIE))
-    if principal is None or ROLES[principal.role] < ROLES["viewer"]:
+    if principal is None or not role_allows(principal.role, "viewer"):
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target)
     return principal

@@ -10,7 +10,7 @@ Who calls:
 * stdio (and the SDK's in-memory client): the role the server was started with
   (``steward mcp --role``; default ``viewer``), the actor ``mcp:stdio``;
 * streamable HTTP: a bearer API key (the same keys and roles as the HTTP API,
-  :mod:`steward.api.auth`); a request without a valid key gets 401 before it reaches MCP.
+  :mod:`steward.governance.access`); a request without a valid key gets 401 (problem+json) before it reaches MCP.
 
 Resources: model cards (``steward://models/{model}/cards/{version}``, one listed
 per card written so far) and runbooks (``steward://runbooks/{name}``, from the
@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import Field
 
 from steward._extras import optional_import
+from steward._primitives import PROBLEM_MEDIA_TYPE, make_actor, problem_body
+from steward.governance.access import ApiKeys, bearer_token, load_keys
 from steward.tools.registry import Tool, ToolContext
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
-    from steward.api.auth import ApiKeys
     from steward.llm.agent.gate import ToolGate
     from steward.workspace import Workspace
 
@@ -68,13 +69,12 @@ def _who(ctx: Any, default_role: str, keys: ApiKeys | None) -> tuple[str, str]:
     except Exception:  # no transport metadata (in-memory dispatch)
         headers = None
     if not headers:
-        return "mcp:stdio", default_role
-    auth = headers.get("authorization") or headers.get("Authorization") or ""
-    scheme, _, value = auth.partition(" ")
-    principal = keys.identify(value.strip()) if keys is not None and scheme.lower() == "bearer" else None
+        return make_actor("mcp", "stdio"), default_role
+    token = bearer_token(headers.get("authorization") or headers.get("Authorization"))
+    principal = keys.identify(token) if keys is not None else None
     if principal is None:
         raise ToolError("unauthenticated: send 'Authorization: Bearer <API key>'")
-    return f"mcp:{principal.name}", principal.role
+    return make_actor("mcp", principal.name), principal.role
 
 
 def _tool_function(tool: Tool, gate: ToolGate, default_role: str, keys: ApiKeys | None) -> Callable[..., Awaitable[dict[str, Any]]]:
@@ -205,14 +205,16 @@ class BearerAuth:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-            scheme, _, value = headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or self.keys.identify(value.strip()) is None:
-                body = json.dumps({"code": "auth.unauthenticated", "detail": "send 'Authorization: Bearer <API key>'"}).encode()
+            if self.keys.identify(bearer_token(headers.get("authorization"))) is None:
+                problem = problem_body(
+                    401, "auth.unauthenticated", "send 'Authorization: Bearer <API key>'", instance=scope.get("path") or None
+                )
+                body = json.dumps(problem).encode()
                 await send(
                     {
                         "type": "http.response.start",
                         "status": 401,
-                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
+                        "headers": [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"www-authenticate", b"Bearer")],
                     }
                 )
                 await send({"type": "http.response.body", "body": body})
@@ -222,8 +224,6 @@ class BearerAuth:
 
 def http_app(ws: Workspace, *, api_keys: ApiKeys | None = None, gate: ToolGate | None = None, path: str = "/mcp") -> Any:
     """The streamable-HTTP MCP app behind bearer auth (keys default to the API's: ``serving.auth`` and ``STEWARD_API_KEYS``)."""
-    from steward.api.auth import load_keys
-
     keys = api_keys if api_keys is not None else load_keys(ws.spec.serving.auth, ws.spec)
     server = build_server(ws, role="viewer", gate=gate, api_keys=keys)
     return BearerAuth(server.streamable_http_app(streamable_http_path=path), keys)

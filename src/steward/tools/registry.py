@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from steward.errors import Forbidden, NotFound, ValidationFailed
+from steward.governance.access import ROLES, Role
 
 if TYPE_CHECKING:
     from steward.workspace import Workspace
@@ -45,9 +46,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Permission = Literal["read", "propose", "write"]
-Role = Literal["viewer", "operator", "admin"]
 PERMISSIONS: tuple[Permission, ...] = ("read", "propose", "write")
-ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),
     "operator": frozenset({"read", "propose"}),

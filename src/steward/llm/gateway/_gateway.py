@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import itertools
 import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from prometheus_client import Counter, Histogram
 
+from steward._primitives import request_id
 from steward.errors import AuthError, StewardError, ValidationFailed
+from steward.governance.access import KeyRing, bearer_token
 from steward.llm.gateway._budget import MICRO, BudgetEnforcer, GatewayKey, Reservation
 from steward.llm.gateway._cache import CACHE_REQUESTS, ExactCache, SemanticCache, cache_key, cache_scope, default_embed, request_text
 from steward.llm.gateway._errors import InvalidOutput, ProviderError
@@ -54,16 +52,6 @@ METRICS = (REQUESTS, TOKENS, COST, LATENCY, CACHE_REQUESTS)
 _REQUEST_COUNTERS: dict[tuple[str, str, str], Any] = {}
 _TOKENS_IN = TOKENS.labels("in")
 _TOKENS_OUT = TOKENS.labels("out")
-
-
-# Request ids: a per-process random prefix and a counter (32 hex digits like a uuid4). uuid4() reads os.urandom on every
-# request, which releases the GIL and may wait a whole switch interval to get it back while another thread works.
-_RID_PREFIX = uuid.uuid4().hex[:20]
-_rid_counter = itertools.count(1)
-
-
-def _request_id() -> str:
-    return f"{_RID_PREFIX}{next(_rid_counter):012x}"
 
 
 def _count_request(model: str, provider: str, status: str) -> None:
@@ -181,7 +169,7 @@ class Gateway:
         self.usage = UsageRecorder(ws.metadata)
         self.tracer = get_tracer(ws, "steward.llm.gateway")
         self.guards = GatewayGuards()
-        self._keys: list[tuple[bytes, GatewayKey]] = []
+        self._keys: KeyRing[GatewayKey] = KeyRing()
         self._load_keys()
         self._audit_budgets()
         self._warm_guards()
@@ -218,8 +206,8 @@ class Gateway:
             if not secret:
                 logger.warning("gateway key %s: environment variable %s is not set; the key is disabled", name, k.key_env)
                 continue
-            keys.append((hashlib.sha256(secret.encode()).digest(), GatewayKey(name, k)))
-        self._keys = keys
+            keys.append((secret, GatewayKey(name, k)))
+        self._keys = KeyRing(keys)
 
     def authenticate(self, authorization: str | None) -> GatewayKey:
         """The key of an ``Authorization: Bearer ...`` header (compared in constant time).
@@ -227,15 +215,11 @@ class Gateway:
         Raises:
             AuthError: no header, or no key matches.
         """
-        if not authorization or not authorization.lower().startswith("bearer "):
+        token = bearer_token(authorization)
+        if token is None:
             raise AuthError("missing bearer token", hint="send 'Authorization: Bearer <gateway key>'")
-        digest = hashlib.sha256(authorization[7:].strip().encode()).digest()
         for attempt in range(2):
-            found: GatewayKey | None = None
-            # Compare against every key (no early exit) so timing does not reveal which one matched.
-            for secret, key in self._keys:
-                if hmac.compare_digest(digest, secret):
-                    found = key
+            found = self._keys.find(token)  # constant time over every key
             if found is not None:
                 return found
             if attempt == 0:
@@ -332,7 +316,7 @@ class Gateway:
         )
         if trace:
             set_attributes(span, trace)
-        req = _Req(_request_id(), key, model, prompt_version, span, t0)
+        req = _Req(request_id(), key, model, prompt_version, span, t0)
         headers = {"x-steward-request-id": req.request_id, "x-steward-prompt-version": prompt_version}
         try:
             # Reserve first: rate limits count every request, and a key over budget gets nothing, cached or not.
@@ -637,7 +621,7 @@ class Gateway:
         span = self.tracer.start_span("llm.embeddings", attributes={"llm.model": model, "llm.key": key.name, "llm.inputs": len(inputs)})
         if trace:
             set_attributes(span, trace)
-        req = _Req(_request_id(), key, model, "none", span, time.perf_counter(), cache="off")
+        req = _Req(request_id(), key, model, "none", span, time.perf_counter(), cache="off")
         try:
             tokens = sum(count_text(t) for t in inputs)
             req.reservation = self.budget.reserve(key, tokens, max(self.cost_micro(t, tokens, 0) for t in targets))
