@@ -24,6 +24,7 @@ from steward._primitives import (
     report_progress,
     request_id,
     resolve_actor,
+    to_utc,
     utcnow,
 )
 from steward.errors import NotFound, ValidationFailed
@@ -44,6 +45,15 @@ def test_stored_instants_sort_as_text_in_time_order() -> None:
     assert iso_utc(instants[0].timestamp()) == texts[0]
     now = utcnow()
     assert datetime.fromisoformat(now).tzinfo is not None and now.endswith("+00:00") and len(now) == len(texts[0])
+
+
+def test_one_way_to_read_an_instant_back() -> None:
+    noon = datetime(2013, 1, 1, 12, tzinfo=UTC)
+    for text in ("2013-01-01T12:00:00Z", "2013-01-01T12:00:00", "2013-01-01 13:00:00+01:00", " 2013-01-01T12:00:00.000000+00:00 "):
+        assert to_utc(text) == noon and to_utc(text).tzinfo is UTC  # Z, naive (= UTC) and offsets
+    assert to_utc(datetime(2013, 1, 1, 12)) == noon and to_utc(iso_utc(noon)) == noon
+    with pytest.raises(ValueError):
+        to_utc("yesterday")
 
 
 def test_request_ids_are_unique_and_new_in_a_forked_child() -> None:

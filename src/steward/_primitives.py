@@ -1,7 +1,7 @@
 """The small rules every layer shares, each written exactly once (private: import the names, not the module's insides).
 
 * **clock**: :func:`utcnow` and :func:`iso_utc`, the one text form of an instant that Steward stores
-  (ISO 8601, UTC, microseconds, so it sorts as text).
+  (ISO 8601, UTC, microseconds, so it sorts as text), and :func:`to_utc`, the one way to read one back.
 * **ids**: :func:`request_id`, the id of one request (HTTP middleware and LLM gateway).
 * **actor**: who did something, in one grammar (:func:`make_actor`, :func:`parse_actor`, :func:`resolve_actor`).
 * **durations**: one grammar (:func:`parse_duration` for code, :data:`DurationText` for pydantic models).
@@ -45,6 +45,7 @@ __all__ = [
     "report_progress",
     "request_id",
     "resolve_actor",
+    "to_utc",
     "utcnow",
 ]
 
@@ -65,6 +66,16 @@ def iso_utc(when: datetime | float) -> str:
 def utcnow() -> str:
     """Now, as :func:`iso_utc` text (``2026-01-01T12:00:00.000000+00:00``)."""
     return iso_utc(datetime.now(UTC))
+
+
+def to_utc(value: datetime | str) -> datetime:
+    """An aware UTC datetime from a datetime or ISO 8601 text (``Z`` or an offset); naive means UTC.
+
+    Raises:
+        ValueError: text that is not ISO 8601 (callers name the field in their own error).
+    """
+    dt = datetime.fromisoformat(value.strip()) if isinstance(value, str) else value
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 # -- request ids ------------------------------------------------------------------------------

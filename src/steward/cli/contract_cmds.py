@@ -132,13 +132,12 @@ def register(app: typer.Typer) -> None:
             return
         ref = None
         if now is not None:
-            from datetime import UTC, datetime
+            from steward._primitives import to_utc
 
             try:
-                ref = datetime.fromisoformat(now.replace("Z", "+00:00"))
+                ref = to_utc(now)
             except ValueError:
                 raise typer.BadParameter(f"{now!r} is not an ISO-8601 time, e.g. 2013-06-01T00:00:00Z", param_hint="--now") from None
-            ref = ref if ref.tzinfo else ref.replace(tzinfo=UTC)
         result = check_contract(read_raw_file(data), c, now=ref)
         out.print(f"checked {data}:")
         for table in _result_tables(result, top):

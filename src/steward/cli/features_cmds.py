@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -51,13 +50,14 @@ def materialize(
     """Write every entity's latest feature values to the online store (SQLite, or Redis by config)."""
     from rich.table import Table
 
+    from steward._primitives import to_utc
     from steward.errors import ValidationFailed
     from steward.features import materialize as do_materialize
 
     when = None
     if as_of:
         try:
-            when = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+            when = to_utc(as_of)
         except ValueError:
             raise ValidationFailed(f"--as-of {as_of!r} is not an ISO time", hint="e.g. 2013-12-31T23:00:00Z") from None
     with console().status("materializing"):

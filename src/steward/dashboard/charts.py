@@ -15,6 +15,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from steward._primitives import to_utc
+
 __all__ = ["PALETTE", "HLine", "Marker", "bar_chart", "line_chart", "parse_time"]
 
 logger = logging.getLogger(__name__)
@@ -44,15 +46,12 @@ class Marker:
 
 def parse_time(text: object) -> datetime | None:
     """An ISO timestamp as an aware UTC datetime (None when unparseable)."""
-    if isinstance(text, datetime):
-        return text if text.tzinfo else text.replace(tzinfo=UTC)
     if not text:
         return None
     try:
-        dt = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        return to_utc(text if isinstance(text, datetime) else str(text))
     except ValueError:
         return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _esc(text: object) -> str:

@@ -13,7 +13,7 @@ import difflib
 import logging
 import os
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,7 +21,7 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from steward._primitives import DurationText, parse_duration
+from steward._primitives import DurationText, parse_duration, to_utc
 from steward.errors import ContractError
 
 if TYPE_CHECKING:
@@ -95,18 +95,14 @@ def _to_python(value: Any, type_: str) -> Any:
                 pass
         raise ValueError(f"{value!r} is not a date (write YYYY-MM-DD)")
     # datetime: naive values are UTC
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, date):
-        dt = datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if isinstance(value, datetime | str):
         try:
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return to_utc(value)
         except ValueError:
-            raise ValueError(f"{value!r} is not a datetime (write ISO-8601, e.g. '2013-01-01T00:00:00Z')") from None
-    else:
-        raise ValueError(f"{value!r} is not a datetime (write ISO-8601, e.g. '2013-01-01T00:00:00Z')")
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+            pass
+    raise ValueError(f"{value!r} is not a datetime (write ISO-8601, e.g. '2013-01-01T00:00:00Z')")
 
 
 class _Strict(BaseModel):

@@ -20,7 +20,6 @@ exact sliding-window value for any event time.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import polars as pl
@@ -38,7 +37,6 @@ __all__ = [
     "join_point_in_time",
     "join_table",
     "mask_online",
-    "to_utc_datetime",
 ]
 
 logger = logging.getLogger(__name__)
@@ -57,12 +55,6 @@ def as_utc(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.Date:
         return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     return expr.cast(UTC_US)
-
-
-def to_utc_datetime(value: datetime | str) -> datetime:
-    """A timezone-aware UTC datetime from a datetime (naive = UTC) or an ISO string."""
-    dt = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def _check_columns(spec: Spec, where: str, frame: pl.DataFrame | list[str], exprs: dict[str, pl.Expr], extra: list[str]) -> None:

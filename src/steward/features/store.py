@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from steward._primitives import to_utc
 from steward.data.lake import TableRef
 from steward.data.runs import record_input, run_inputs
 from steward.errors import SpecError, TableNotFound, ValidationFailed
@@ -35,7 +36,6 @@ from steward.features.compute import (
     join_point_in_time,
     join_table,
     mask_online,
-    to_utc_datetime,
 )
 from steward.features.definitions import FeatureSet, FeatureTable
 from steward.features.training_set import TrainingSet
@@ -257,9 +257,9 @@ def build_training_set(
     frame = ws.lake.read(ev_ref, columns=needed)
     frame = frame.with_columns(as_utc(pl.col(ev.timestamp), frame.schema[ev.timestamp]).alias(ev.timestamp))
     if start is not None:
-        frame = frame.filter(pl.col(ev.timestamp) >= to_utc_datetime(start))
+        frame = frame.filter(pl.col(ev.timestamp) >= to_utc(start))
     if end is not None:
-        frame = frame.filter(pl.col(ev.timestamp) < to_utc_datetime(end))
+        frame = frame.filter(pl.col(ev.timestamp) < to_utc(end))
     if ev.filter is not None:
         frame = frame.filter(ev.filter)
     # rows whose label is unknown cannot teach anything
@@ -346,7 +346,7 @@ def materialize(ws: Workspace, *, as_of: datetime | None = None, pins: Pins | No
     if as_of is None:
         latest = scan.select(as_utc(pl.col(ev.timestamp), schema[ev.timestamp]).max()).collect().item()
         as_of = latest if latest is not None else datetime.now(UTC)
-    as_of = to_utc_datetime(as_of)
+    as_of = to_utc(as_of)
     _event_columns(fs, list(schema.names()))  # fail early on a bad events definition
     request_cols = [ev.timestamp, *fs.entity_keys, *(c for e in ev.features.values() for c in e.meta.root_names())]
     meta: dict[str, Any] = {
@@ -457,7 +457,7 @@ def _request_columns(
         if c == event_time:
             now = datetime.now(UTC)
             try:
-                data[c] = [now if v is None else to_utc_datetime(v) for v in vals]
+                data[c] = [now if v is None else to_utc(v) for v in vals]
             except (TypeError, ValueError, AttributeError) as exc:
                 errors.append(f"{c}: not a timestamp ({exc})")
             dtypes[c] = UTC_US

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from steward._primitives import utcnow
+from steward._primitives import to_utc, utcnow
 from steward.monitoring._policies import list_actions, list_checks, list_verdicts
 
 if TYPE_CHECKING:
@@ -50,10 +50,9 @@ def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        dt = datetime.fromisoformat(text)
+        return to_utc(text)
     except ValueError:
         return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _loop_runs(ws: Workspace, model: str | None, limit: int) -> list[dict[str, Any]]:
