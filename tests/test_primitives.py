@@ -16,6 +16,7 @@ from steward._primitives import (
     Actor,
     DurationText,
     Progress,
+    canonical_json,
     iso_utc,
     make_actor,
     parse_actor,
@@ -70,6 +71,11 @@ def test_request_ids_are_unique_and_new_in_a_forked_child() -> None:
     child = os.read(read, 64).decode()
     os.waitpid(pid, 0)
     assert child[:20] != request_id()[:20]  # a forked worker must not repeat its parent's ids
+
+
+def test_canonical_json_is_one_text_per_value() -> None:
+    assert canonical_json({"b": 1, "a": [1, "é"]}) == canonical_json({"a": [1, "é"], "b": 1}) == '{"a":[1,"é"],"b":1}'
+    assert canonical_json({"at": datetime(2013, 1, 1, tzinfo=UTC)}) == '{"at":"2013-01-01 00:00:00+00:00"}'  # str() for the rest
 
 
 # -- actor ------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 * **clock**: :func:`utcnow` and :func:`iso_utc`, the one text form of an instant that Steward stores
   (ISO 8601, UTC, microseconds, so it sorts as text), and :func:`to_utc`, the one way to read one back.
-* **ids**: :func:`request_id`, the id of one request (HTTP middleware and LLM gateway).
+* **ids and hashes**: :func:`request_id`, the id of one request (HTTP middleware and LLM gateway), and
+  :func:`canonical_json`, the one text of a value that hashes are taken over (audit chain, approvals).
 * **actor**: who did something, in one grammar (:func:`make_actor`, :func:`parse_actor`, :func:`resolve_actor`).
 * **durations**: one grammar (:func:`parse_duration` for code, :data:`DurationText` for pydantic models).
 * **progress**: the one callback shape long work reports through (:class:`Progress`).
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import getpass
 import itertools
+import json
 import os
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Final, Literal, Protocol, cast, get_args
+from typing import Annotated, Any, Final, Literal, Protocol, cast, get_args
 
 from pydantic import BeforeValidator
 
@@ -36,6 +38,7 @@ __all__ = [
     "ActorKind",
     "DurationText",
     "Progress",
+    "canonical_json",
     "check_duration",
     "iso_utc",
     "make_actor",
@@ -100,6 +103,14 @@ if hasattr(os, "register_at_fork"):
 def request_id() -> str:
     """A new request id: 32 hex digits, unique across processes, cheap to make."""
     return f"{_rid_prefix}{next(_rid_counter):012x}"
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted, compact JSON (non-JSON values as ``str``): the same value always gives the same text.
+
+    The audit trail's hash chain and approval call hashes are taken over this text, so it must never change.
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 # -- actor ------------------------------------------------------------------------------------

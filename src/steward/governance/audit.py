@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steward._primitives import resolve_actor, utcnow
+from steward._primitives import canonical_json, resolve_actor, utcnow
 from steward.backends.base import MetadataStore
 from steward.errors import Conflict
 
@@ -48,15 +48,11 @@ actor_name = resolve_actor
 """Who acts, as canonical actor text (the audit trail's name for :func:`steward._primitives.resolve_actor`)."""
 
 
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
-
-
 def digest(obj: Any) -> str:
     """SHA-256 of a value's canonical JSON (bytes are hashed as they are)."""
     if isinstance(obj, bytes | bytearray):
         return hashlib.sha256(obj).hexdigest()
-    return hashlib.sha256(_canonical(obj).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
 
 
 def file_ref(path: Path, base: Path | None = None) -> dict[str, str]:
@@ -155,7 +151,7 @@ class AuditTrail:
         if outputs:
             payload["outputs"] = {k: {"sha256": digest(v), "value": _small(v)} for k, v in outputs.items()}
         if details:
-            payload["details"] = json.loads(_canonical(dict(details)))
+            payload["details"] = json.loads(canonical_json(dict(details)))
         who = resolve_actor(actor)
         for _attempt in range(20):
             try:
@@ -169,7 +165,7 @@ class AuditTrail:
                     self.store.execute(
                         "INSERT INTO audit_log (seq, ts, actor, action, subject, model, payload, prev_hash, hash) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (seq, entry.ts, who, action, subject, model, _canonical(payload), prev, h),
+                        (seq, entry.ts, who, action, subject, model, canonical_json(payload), prev, h),
                     )
                     self.store.execute(
                         "INSERT INTO audit_head (id, seq, hash) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
@@ -325,5 +321,5 @@ def record_if_changed(
 
 def _small(value: Any) -> Any:
     """Keep readable values small in the trail (hashes carry the rest)."""
-    text = _canonical(value)
+    text = canonical_json(value)
     return value if len(text) <= 512 else f"<{len(text)} bytes>"

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from steward._primitives import resolve_actor, utcnow
+from steward._primitives import canonical_json, resolve_actor, utcnow
 from steward.errors import Conflict, Forbidden, NotFound
 
 if TYPE_CHECKING:
@@ -30,11 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["ApprovalRequest", "Approvals", "call_hash", "canonical_json"]
 
 logger = logging.getLogger(__name__)
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted, compact JSON: the same arguments always give the same text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def call_hash(tool: str, arguments: Mapping[str, Any]) -> str:
