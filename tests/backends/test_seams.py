@@ -15,11 +15,6 @@ SRC = Path(steward.__file__).parent
 
 STAGES = ("data", "features", "training", "registry", "serving", "monitoring", "loop", "llm", "governance", "tools")
 
-# The clock moves to steward's shared primitives in its own change; until then this one helper of the
-# SQL backend is the only concrete-backend name a stage may import.
-TEMPORARILY_ALLOWED = {("steward.backends.sql_metadata", "utcnow")}
-
-
 def _modules() -> Iterator[tuple[str, Path, ast.Module]]:
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC.parent).with_suffix("")
@@ -72,8 +67,6 @@ def test_stages_import_only_backend_protocols_and_only_the_workspace_opens_backe
         if not target.startswith("steward.backends") or target == "steward.backends.base":
             continue
         if module.startswith("steward.backends") or module == "steward.workspace":
-            continue
-        if module.split(".")[1] in STAGES and all((target, n) in TEMPORARILY_ALLOWED for n in names) and names:
             continue
         if module.split(".")[1] in STAGES or target == "steward.backends.factory":
             offenders.append(f"{module} imports {target} {names}")
