@@ -15,6 +15,7 @@ SRC = Path(steward.__file__).parent
 
 STAGES = ("data", "features", "training", "registry", "serving", "monitoring", "loop", "llm", "governance", "tools")
 
+
 def _modules() -> Iterator[tuple[str, Path, ast.Module]]:
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC.parent).with_suffix("")
