@@ -81,7 +81,7 @@ def main() -> int:
     for r in split["validation"]:
         short = long = 0.0
         for _, view in views(r.text):
-            p = scorer.classify([view])[0]
+            p = scorer.classify_view(view)
             if len(view) >= LONG_TEXT:
                 long = max(long, p)
             else:

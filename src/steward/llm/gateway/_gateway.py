@@ -110,6 +110,33 @@ def _warm_injection_scorer() -> None:
     freeze_long_lived()  # its term tables live as long as the process: keep them out of every GC pass
 
 
+def _check_contents(messages: list[dict[str, Any]]) -> None:
+    """Refuse message content the chat schema does not allow: a string, null, or a list of typed parts.
+
+    Raises:
+        ValidationFailed: names the field (``messages[2].content``, ``messages[0].content[1].text``).
+    """
+    errors: list[dict[str, str]] = []
+    for i, m in enumerate(messages):
+        content = m.get("content")
+        if content is None or isinstance(content, str):
+            continue
+        if not isinstance(content, list):
+            errors.append({"field": f"messages[{i}].content", "message": f"must be a string, null or a list of content parts, not {type(content).__name__}"})
+            continue
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                errors.append({"field": f"messages[{i}].content[{j}]", "message": "must be an object with a string 'type'"})
+            elif part["type"] == "text" and not isinstance(part.get("text"), str):
+                errors.append({"field": f"messages[{i}].content[{j}].text", "message": "must be a string"})
+    if errors:
+        raise ValidationFailed(
+            f"invalid message content: {errors[0]['field']} {errors[0]['message']}",
+            hint="send content as a string or as a list of parts such as {\"type\": \"text\", \"text\": \"...\"}",
+            details={"errors": errors},
+        )
+
+
 def _guard_header(headers: dict[str, str], req: _Req) -> None:
     if req.verdicts:
         headers["x-steward-guardrails"] = verdict_header(req.verdicts)
@@ -250,6 +277,7 @@ class Gateway:
             raise ValidationFailed(
                 "'messages' must be a non-empty list of messages", details={"errors": [{"field": "messages", "message": "required"}]}
             )
+        _check_contents(messages)
         body = dict(body)
         switch = body.pop("cache", None)
         ref = body.pop("steward_prompt", None)
@@ -277,8 +305,9 @@ class Gateway:
     ) -> ChatResult:
         """Answer an OpenAI chat-completions request.
 
-        The ``llm.guardrails`` guards apply (see :mod:`steward.llm.gateway._guard`): the input guards
-        (injection, PII) to the ``user`` messages before the cache and the provider see them, the
+        The ``llm.guardrails`` guards apply (see :mod:`steward.llm.gateway._guard`): the injection guard
+        to every message's text (user, system, developer, assistant and tool: all of it comes from the
+        caller), the PII input guard to ``user`` messages, before the cache and the provider see them, the
         output guard (PII leak) to the answer. ``block`` refuses, ``redact`` masks, ``flag`` passes;
         the verdicts go on the span (``guardrails.verdicts``) and in the ``x-steward-guardrails``
         header. A streamed answer (relayed as it comes) cannot be taken back: its output findings are

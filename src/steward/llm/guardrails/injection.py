@@ -111,6 +111,9 @@ class InjectionResult:
 _B64_RUN = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
 _B64URL_RUN = re.compile(r"(?<![A-Za-z0-9_\-=])[A-Za-z0-9_\-]{16,}={0,2}(?![A-Za-z0-9_\-=])")
 _HEX_RUN = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[\s:]?){10,}(?![0-9A-Fa-f])")
+# Long opaque runs (hashes, keys, encoded bytes) carry no language: the classifier reads the text around them, and
+# whatever they decode to is screened as its own view.
+_BLOB = re.compile(r"[A-Za-z0-9+/_\-]{24,}={0,2}")
 _COMMON = frozenset("the a an and or to of in is are you your i me my it this that for with on be not do what how all now".split())
 _WINDOW, _STRIDE, _LONG = 3000, 1500, 3000
 _MAX_DECODED = 8  # decoded runs screened per text: bounds the work an attacker can ask for
@@ -299,18 +302,25 @@ class InjectionScorer:
             return False
         return True
 
-    def compiled(self, digits: int = 6) -> dict[str, Any]:
-        """The compiled classifier as JSON-ready data (what the cache and the shipped model hold)."""
+    def compiled(self, digits: int | None = None) -> dict[str, Any]:
+        """The compiled classifier as JSON-ready data (what the cache and the shipped model hold).
+
+        Args:
+            digits: Round the weights to this many decimals (the shipped model: smaller); ``None`` keeps them exact.
+        """
+        def num(v: float) -> float:
+            return v if digits is None else round(v, digits)
+
         return {"version": _COMPILED_VERSION, "n_train": self.n_train, "intercept": self._intercept, "meta": self.meta,
                 "long_offset": self._long_offset,
-                "parts": [{t: [round(v[0], digits), round(v[1], digits)] for t, v in table.items()} for _, table in self._parts]}  # fmt: skip
+                "parts": [{t: [num(v[0]), num(v[1])] for t, v in table.items()} for _, table in self._parts]}  # fmt: skip
 
     def _save(self, path: Path) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.compiled(17), fh, separators=(",", ":"))
+                json.dump(self.compiled(), fh, separators=(",", ":"))
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)  # readers never see half a file
         except OSError as exc:
@@ -379,14 +389,25 @@ class InjectionScorer:
             return [float(p) for p in probs]
         return [1.0 / (1.0 + math.exp(-(math.log(p / (1 - p)) + self._shift))) if 0 < p < 1 else float(p) for p in probs]
 
-    def score(self, text: str) -> InjectionResult:
-        """Score one text: patterns and the classifier on every view of it; the highest wins."""
+    def classify_view(self, view: str) -> float:
+        """The classifier's probability for one view, opaque runs (hashes, encoded bytes) left out."""
+        return self._probability(_BLOB.sub(" ", view))
+
+    def score(self, text: str, *, short_texts: bool = True) -> InjectionResult:
+        """Score one text: patterns and the classifier on every view of it; the highest wins.
+
+        Args:
+            text: The text.
+            short_texts: Run the classifier on views shorter than :data:`LONG_TEXT` too (off: patterns only there).
+        """
         best, how, hits = 0.0, "", []
         for kind, view in views(text):
             found = pattern_hits(view)
             if found and not hits:
                 hits, how = found, kind
-            prob = self._probability(view)
+            if not short_texts and len(view) < LONG_TEXT:
+                continue
+            prob = self.classify_view(view)
             if prob > best:
                 best = prob
                 if not hits:
