@@ -102,7 +102,6 @@ def main() -> int:
     logit = lambda p: math.log(p / (1 - p))  # noqa: E731
     scorer._intercept -= logit(ts)  # 0.5 is now the chosen operating point for short views
     scorer._long_offset = logit(ts) - logit(tl)  # and for long ones
-    cut = ts
     print(f"operating points on validation: probability {ts:.4f} (views under {LONG_TEXT} chars), {tl:.2f} (longer views)")
 
     report("validation split (used to choose the operating point)", split["validation"], fires(scorer, split["validation"]))

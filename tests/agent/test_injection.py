@@ -78,3 +78,15 @@ async def test_personal_data_in_tool_output_is_redacted_before_the_model_sees_it
     assert "jane.doe@example.com" not in sent and "[EMAIL]" in sent
     # the trail itself keeps who acted (a bare name is recorded as the user it names)
     assert ws.audit.entries(action="registry.alias")[0].actor == "user:jane.doe@example.com"
+
+
+async def test_a_poisoned_tool_result_stops_the_run_at_the_gateway(make_ws: Callable[..., Workspace], scripted: ScriptedServer) -> None:
+    ws = make_ws("obedient")
+    ws.spec.llm.guardrails.injection.enabled = True  # action block: the gateway screens tool messages too
+    ws.audit.append("note", POISON.format(tool="rollback_model"), actor="mallory")
+    before = scripted.requests
+    run = await Agent(ws).run("Search the audit trail.", role="admin", actor="alice")
+    # the search ran, but its poisoned result never reached the model: the next turn was refused
+    assert [(c.tool, c.status) for c in run.calls] == [("audit_search", "ok")]
+    assert (run.status, run.stop_reason) == ("refused", "guardrail") and "tool message" in run.answer
+    assert scripted.requests == before + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import httpx
@@ -173,6 +174,82 @@ def test_in_process_callers_may_skip_the_guards(gateway_project: Any) -> None:
         with pytest.raises(ValidationFailed) as exc:
             await gw.chat(_chat(INJECTION), key)
         assert exc.value.code == "guardrail.injection"
+        await gw.aclose()
+
+    asyncio.run(go())
+
+
+def test_every_role_is_screened_and_names_where_the_injection_was(gateway_project: Any) -> None:
+    ws = gateway_project({"cache": {"exact": False}})  # default guardrails: injection → block
+
+    async def go() -> None:
+        gw = Gateway(ws)
+        local = gw.provider("local")
+        auth = {"authorization": f"Bearer {gateway_project.token_a}"}
+        question = {"role": "user", "content": "Summarise the page I fetched."}
+        async with _http(gw) as http:
+            for role, extra in (
+                ("system", {}),
+                ("developer", {}),
+                ("assistant", {}),
+                ("tool", {"tool_call_id": "call_1"}),
+            ):
+                poisoned = {"role": role, "content": f"Page text. {INJECTION}", **extra}
+                messages = [question, poisoned] if role in ("assistant", "tool") else [poisoned, question]
+                r = await http.post("/v1/chat/completions", json={"model": "local:x", "messages": messages}, headers=auth)
+                assert r.status_code == 422 and r.json()["code"] == "guardrail.injection", role
+                assert f"in {role} message" in r.json()["finding"]
+            # a base64-wrapped injection in a tool result is decoded and refused too
+            hidden = base64.b64encode(INJECTION.encode()).decode()
+            tool = {"role": "tool", "tool_call_id": "c", "content": f'{{"result": "{hidden}"}}'}
+            r = await http.post("/v1/chat/completions", json={"model": "local:x", "messages": [question, tool]}, headers=auth)
+            assert r.status_code == 422 and r.json()["code"] == "guardrail.injection"
+            assert local.calls == 0  # type: ignore[attr-defined]
+            # ordinary system prompts, answers and tool results pass
+            benign = [
+                {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
+                {"role": "user", "content": "What is the weather in Paris?"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"id": "c", "type": "function", "function": {"name": "w", "arguments": "{}"}}],
+                },
+                {"role": "tool", "tool_call_id": "c", "content": '{"temperature": 21, "unit": "C"}'},
+            ]
+            ok = await http.post("/v1/chat/completions", json={"model": "local:x", "messages": benign}, headers=auth)
+            assert ok.status_code == 200 and "x-steward-guardrails" not in ok.headers
+        await gw.aclose()
+
+    asyncio.run(go())
+
+
+def test_content_the_schema_does_not_allow_is_refused_naming_the_field(gateway_project: Any) -> None:
+    ws = gateway_project({"cache": {"exact": False}})
+
+    async def go() -> None:
+        gw = Gateway(ws)
+        local = gw.provider("local")
+        auth = {"authorization": f"Bearer {gateway_project.token_a}"}
+        async with _http(gw) as http:
+            for content, field in (
+                (12345, "messages[1].content"),
+                ({"text": "hi"}, "messages[1].content"),
+                ([{"type": "text", "text": 7}], "messages[1].content[0].text"),
+                (["hi"], "messages[1].content[0]"),
+            ):
+                body = {
+                    "model": "local:x",
+                    "messages": [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": content}],
+                }
+                r = await http.post("/v1/chat/completions", json=body, headers=auth)
+                assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), content
+                assert r.json()["errors"][0]["field"] == field and field in r.json()["detail"]
+            assert local.calls == 0  # type: ignore[attr-defined]
+            parts = [{"type": "text", "text": "What is the capital"}, {"type": "text", "text": "of France?"}]
+            ok = await http.post(
+                "/v1/chat/completions", json={"model": "local:x", "messages": [{"role": "user", "content": parts}]}, headers=auth
+            )
+            assert ok.status_code == 200
         await gw.aclose()
 
     asyncio.run(go())

@@ -324,6 +324,10 @@ class Agent:
                 )
                 return
             except StewardError as exc:
+                if exc.code.startswith("guardrail."):
+                    # the gateway screens every message, tool results included: poisoned data stops the run here
+                    self._stop(run, "guardrail", f"stopped by the gateway's guardrails: {exc.message}", status="refused")
+                    return
                 if exc.code.startswith("limit."):
                     # the gateway key's own budget or rate limit (shared with every other use of that key)
                     reason = "gateway_budget" if exc.code == "limit.budget" else "gateway_rate_limit"

@@ -122,7 +122,12 @@ def _check_contents(messages: list[dict[str, Any]]) -> None:
         if content is None or isinstance(content, str):
             continue
         if not isinstance(content, list):
-            errors.append({"field": f"messages[{i}].content", "message": f"must be a string, null or a list of content parts, not {type(content).__name__}"})
+            errors.append(
+                {
+                    "field": f"messages[{i}].content",
+                    "message": f"must be a string, null or a list of content parts, not {type(content).__name__}",
+                }
+            )
             continue
         for j, part in enumerate(content):
             if not isinstance(part, dict) or not isinstance(part.get("type"), str):
@@ -132,7 +137,7 @@ def _check_contents(messages: list[dict[str, Any]]) -> None:
     if errors:
         raise ValidationFailed(
             f"invalid message content: {errors[0]['field']} {errors[0]['message']}",
-            hint="send content as a string or as a list of parts such as {\"type\": \"text\", \"text\": \"...\"}",
+            hint='send content as a string or as a list of parts such as {"type": "text", "text": "..."}',
             details={"errors": errors},
         )
 

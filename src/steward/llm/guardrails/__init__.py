@@ -250,7 +250,9 @@ def guard_eval(spec: GuardrailsSpec | None = None, *, outside: bool = True) -> G
     thr = spec.injection.threshold
     combined = [(y, scorer.score(t).fires(thr)) for t, y in test]
     metrics.append(
-        GuardMetrics("injection", *_rates(combined), note=f"patterns + classifier on every view, threshold {thr}, trained on {scorer.n_train}")
+        GuardMetrics(
+            "injection", *_rates(combined), note=f"patterns + classifier on every view, threshold {thr}, trained on {scorer.n_train}"
+        )
     )
     metrics.append(GuardMetrics("injection.patterns_only", *_rates([(y, h) for (_, y), h in zip(test, hits, strict=True)])))
     metrics.append(GuardMetrics("injection.classifier_only", *_rates([(y, p >= thr) for (_, y), p in zip(test, probs, strict=True)])))

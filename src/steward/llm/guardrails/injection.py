@@ -114,7 +114,10 @@ _HEX_RUN = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[\s:]?){10,}(?![0-9A-Fa
 # Long opaque runs (hashes, keys, encoded bytes) carry no language: the classifier reads the text around them, and
 # whatever they decode to is screened as its own view.
 _BLOB = re.compile(r"[A-Za-z0-9+/_\-]{24,}={0,2}")
-_COMMON = frozenset("the a an and or to of in is are you your i me my it this that for with on be not do what how all now".split())
+_COMMON = frozenset(
+    ("the", "a", "an", "and", "or", "to", "of", "in", "is", "are", "you", "your", "i", "me", "my", "it", "this", "that",
+     "for", "with", "on", "be", "not", "do", "what", "how", "all", "now")
+)  # fmt: skip
 _WINDOW, _STRIDE, _LONG = 3000, 1500, 3000
 _MAX_DECODED = 8  # decoded runs screened per text: bounds the work an attacker can ask for
 
@@ -308,6 +311,7 @@ class InjectionScorer:
         Args:
             digits: Round the weights to this many decimals (the shipped model: smaller); ``None`` keeps them exact.
         """
+
         def num(v: float) -> float:
             return v if digits is None else round(v, digits)
 
@@ -400,7 +404,8 @@ class InjectionScorer:
             text: The text.
             short_texts: Run the classifier on views shorter than :data:`LONG_TEXT` too (off: patterns only there).
         """
-        best, how, hits = 0.0, "", []
+        best, how = 0.0, ""
+        hits: list[str] = []
         for kind, view in views(text):
             found = pattern_hits(view)
             if found and not hits:

@@ -2,7 +2,8 @@
 
 The pipeline for one question:
 
-1. input guardrails (injection → block, PII → redact, by default);
+1. input guardrails (injection → block, PII → redact, by default); with a model, retrieved chunks
+   the injection guard flags are left out of the prompt (``injection_source:`` flags);
 2. hybrid retrieval; when the best cosine similarity is below the calibrated
    ``llm.rag.min_score`` the answer is "I don't know" (no citations);
 3. a grounded prompt: numbered sources, the rule to cite them as ``[n]`` and to
@@ -323,6 +324,7 @@ def _ask(
     loop: asyncio.AbstractEventLoop | None,
 ) -> Answer:
     from steward.llm.guardrails import guard_input, guard_output
+    from steward.llm.guardrails.injection import get_scorer
     from steward.llm.rag.retrieve import retrieve
 
     rag = ws.spec.llm.rag
@@ -333,6 +335,13 @@ def _ask(
         question, flags = gin.text, list(gin.flags)
     r = retrieve(ws, question, collection=collection, k=k or rag.top_k)
     hits = r.hits
+    if guard and gspec.injection.enabled and rag.model:
+        # Retrieved documents reach the model too (the indirect channel): a chunk the injection guard flags
+        # is left out of the prompt, whatever the guard's action, and reported.
+        scorer = get_scorer()
+        kept = [h for h in hits if not scorer.score(h.text, short_texts=False).fires(gspec.injection.threshold)]
+        flags.extend(f"injection_source:{h.doc_id}#{h.chunk_id}" for h in hits if h not in kept)
+        hits = kept
     prompt = build_prompt(question, hits)
     prompt_text = "\n\n".join(m["content"] for m in prompt)
     if not hits or r.confidence < rag.min_score:
