@@ -207,7 +207,7 @@ class Gateway:
         self._warm_guards()
 
     def _warm_guards(self) -> None:
-        # The injection classifier trains on first use (about a second): do it now, off the first request's path.
+        # The injection classifier loads its term tables on first use (about a second): do it now, off the first request's path.
         from steward.llm.guardrails import injection
 
         if self.ws.spec.llm.guardrails.injection.enabled and not injection.scorer_ready():
