@@ -82,6 +82,8 @@ def main() -> int:
         short = long = 0.0
         for _, view in views(r.text):
             p = scorer.classify_view(view)
+            if p is None:
+                continue
             if len(view) >= LONG_TEXT:
                 long = max(long, p)
             else:

@@ -34,7 +34,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LONG_TEXT", "InjectionResult", "InjectionScorer", "get_scorer", "load_labelled", "pattern_hits", "scorer_ready", "views"]
+__all__ = [
+    "LONG_TEXT",
+    "MIN_WORDS",
+    "InjectionResult",
+    "InjectionScorer",
+    "get_scorer",
+    "load_labelled",
+    "pattern_hits",
+    "scorer_ready",
+    "views",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +124,9 @@ _HEX_RUN = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[\s:]?){10,}(?![0-9A-Fa
 # Long opaque runs (hashes, keys, encoded bytes) carry no language: the classifier reads the text around them, and
 # whatever they decode to is screened as its own view.
 _BLOB = re.compile(r"[A-Za-z0-9+/_\-]{24,}={0,2}")
+_WORD = re.compile(r"\w+")
+#: Views with fewer words than this are left to the patterns (see :meth:`InjectionScorer.classify_view`).
+MIN_WORDS = 4
 _COMMON = frozenset(
     ("the", "a", "an", "and", "or", "to", "of", "in", "is", "are", "you", "your", "i", "me", "my", "it", "this", "that",
      "for", "with", "on", "be", "not", "do", "what", "how", "all", "now")
@@ -393,9 +406,17 @@ class InjectionScorer:
             return [float(p) for p in probs]
         return [1.0 / (1.0 + math.exp(-(math.log(p / (1 - p)) + self._shift))) if 0 < p < 1 else float(p) for p in probs]
 
-    def classify_view(self, view: str) -> float:
-        """The classifier's probability for one view, opaque runs (hashes, encoded bytes) left out."""
-        return self._probability(_BLOB.sub(" ", view))
+    def classify_view(self, view: str) -> float | None:
+        """The classifier's probability for one view, opaque runs (hashes, encoded bytes) left out.
+
+        ``None`` when the view holds fewer than :data:`MIN_WORDS` words: "Say hi" or "Print it." give
+        the classifier too little to judge (on the train and validation splits such texts were 24
+        false positives for 3 plain attacks); the patterns and the decoded views still read them.
+        """
+        text = _BLOB.sub(" ", view)
+        if len(_WORD.findall(text)) < MIN_WORDS:
+            return None
+        return self._probability(text)
 
     def score(self, text: str, *, short_texts: bool = True) -> InjectionResult:
         """Score one text: patterns and the classifier on every view of it; the highest wins.
@@ -413,6 +434,8 @@ class InjectionScorer:
             if not short_texts and len(view) < LONG_TEXT:
                 continue
             prob = self.classify_view(view)
+            if prob is None:
+                continue
             if prob > best:
                 best = prob
                 if not hits:
