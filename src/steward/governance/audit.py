@@ -111,6 +111,9 @@ class AuditVerification:
     problems: list[str] = field(default_factory=list)
 
 
+_FILTER_COLUMNS = frozenset({"model", "action", "actor"})
+
+
 class AuditTrail:
     """The audit trail in a metadata store (SQLite by default, PostgreSQL when configured).
 
@@ -219,6 +222,17 @@ class AuditTrail:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         out = list(self._rows(where, tuple(params)))
         return out[-limit:] if limit else out
+
+    def distinct(self, column: str) -> list[str]:
+        """The values ``column`` takes across the trail, sorted (filter choices: ``model``, ``action`` or ``actor``).
+
+        Raises:
+            ValueError: another column.
+        """
+        if column not in _FILTER_COLUMNS:
+            raise ValueError(f"not a filter column of the audit trail: {column!r}")
+        rows = self.store.fetchall(f"SELECT DISTINCT {column} AS v FROM audit_log WHERE {column} IS NOT NULL ORDER BY {column}")
+        return [str(r["v"]) for r in rows]
 
     def verify(self) -> AuditVerification:
         """Check every link; name the first entry that was edited, dropped or reordered."""

@@ -50,10 +50,10 @@ def rollout_state(controller: RolloutController, rollout_id: str) -> RolloutStat
     Raises:
         NotFound: no such rollout.
     """
-    row = controller.store.fetchone("SELECT * FROM rollouts WHERE rollout_id = ?", (rollout_id,))
-    if row is None:
+    st = controller.get(rollout_id, with_steps=True)
+    if st is None:
         raise NotFound(f"no rollout {rollout_id}", code="rollout.not_found")
-    return controller._row_to_state(row, with_steps=True)
+    return st
 
 
 class PollingDriver:

@@ -49,6 +49,7 @@ __all__ = [
     "effective_policies",
     "evaluate",
     "evaluate_policies",
+    "latest_statuses",
     "list_actions",
     "list_checks",
     "list_verdicts",
@@ -723,6 +724,15 @@ def list_verdicts(ws: Workspace, model: str | None = None, *, limit: int = 200) 
     for r in rows:
         r["details"] = json.loads(r.get("details") or "{}")
     return rows
+
+
+def latest_statuses(ws: Workspace) -> dict[str, str]:
+    """The status of each model's newest verdict (``ok``, ``warn``, ``breach``...), by model name."""
+    rows = ws.metadata.fetchall(
+        "SELECT v.model, v.status FROM monitor_verdicts v "
+        "JOIN (SELECT model, MAX(created_at) AS c FROM monitor_verdicts GROUP BY model) m ON v.model = m.model AND v.created_at = m.c"
+    )
+    return {str(r["model"]): str(r["status"]) for r in rows}
 
 
 def list_checks(ws: Workspace, verdict_ids: list[str]) -> list[dict[str, Any]]:

@@ -191,6 +191,16 @@ class RolloutController:
         row = self.store.fetchone("SELECT * FROM rollouts WHERE model_name = ? ORDER BY started_at DESC LIMIT 1", (model,))
         return self._row_to_state(row, with_steps) if row else None
 
+    def get(self, rollout_id: str, *, with_steps: bool = False) -> RolloutState | None:
+        """One rollout by id (running or finished), or None."""
+        row = self.store.fetchone("SELECT * FROM rollouts WHERE rollout_id = ?", (rollout_id,))
+        return self._row_to_state(row, with_steps) if row else None
+
+    def recent(self, limit: int = 10, *, with_steps: bool = True) -> list[RolloutState]:
+        """The newest rollouts of every model (running or finished), newest first."""
+        rows = self.store.fetchall("SELECT * FROM rollouts ORDER BY started_at DESC LIMIT ?", (int(limit),))
+        return [self._row_to_state(r, with_steps) for r in rows]
+
     def all_active(self) -> list[RolloutState]:
         """Every running rollout."""
         return [self._row_to_state(r) for r in self.store.fetchall("SELECT * FROM rollouts WHERE state = ? ORDER BY model_name", (ACTIVE,))]
@@ -356,9 +366,8 @@ class RolloutController:
                 (state, weight, reason, now, now, st.rollout_id),
             )
             self._step(st.rollout_id, action, weight, reason, metrics, actor)
-        row = self.store.fetchone("SELECT * FROM rollouts WHERE rollout_id = ?", (st.rollout_id,))
-        assert row is not None
-        new = self._row_to_state(row, with_steps=True)
+        new = self.get(st.rollout_id, with_steps=True)
+        assert new is not None
         self._audit(f"rollout.{action}", new, actor, {"reason": reason, "metrics": metrics})
         logger.info("rollout %s of %s: %s (%s)", new.rollout_id, new.model, action, reason)
         return new

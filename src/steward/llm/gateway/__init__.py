@@ -46,7 +46,7 @@ from steward.llm.gateway._gateway import METRICS, ChatResult, Gateway
 from steward.llm.gateway._providers import AnthropicProvider, LocalProvider, OpenAIProvider, Provider, extractive_answer
 from steward.llm.gateway._router import CircuitBreaker, Router, Target
 from steward.llm.gateway._tokens import count_messages, count_text
-from steward.llm.gateway._usage import CostReport, UsageRecorder, cost_report
+from steward.llm.gateway._usage import CostReport, UsageRecorder, cost_report, daily_spend, spend_per_day
 
 __all__ = [
     "METRICS",
@@ -75,5 +75,7 @@ __all__ = [
     "cost_report",
     "count_messages",
     "count_text",
+    "daily_spend",
     "extractive_answer",
+    "spend_per_day",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 from steward._primitives import iso_utc
 from steward.backends.base import MetadataStore
 
-__all__ = ["CostReport", "UsageRecorder", "cost_report"]
+__all__ = ["CostReport", "UsageRecorder", "cost_report", "daily_spend", "spend_per_day"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,32 @@ def _group(store: MetadataStore, column: str, since: str) -> list[dict[str, Any]
         }
         for r in rows
     ]
+
+
+_SPEND_BY = frozenset({"key_name", "model", "team", "provider"})
+
+
+def spend_per_day(store: MetadataStore, by: str, since: str) -> list[dict[str, Any]]:
+    """Spend per day and per ``by`` (``key_name``, ``model``, ``team`` or ``provider``) since ``since`` (``YYYY-MM-DD``).
+
+    Returns:
+        Rows ``{"day", "name", "cost_usd"}`` ordered by day.
+
+    Raises:
+        ValueError: ``by`` is not one of those columns.
+    """
+    if by not in _SPEND_BY:
+        raise ValueError(f"cannot group LLM spend by {by!r}")
+    rows = store.fetchall(
+        f"SELECT day, {by} AS name, SUM(cost_usd) AS cost FROM llm_usage WHERE day >= ? GROUP BY day, {by} ORDER BY day", (since,)
+    )
+    return [{"day": str(r["day"]), "name": str(r["name"]), "cost_usd": float(r["cost"] or 0.0)} for r in rows]
+
+
+def daily_spend(store: MetadataStore, since: str) -> list[dict[str, Any]]:
+    """Total spend per day since ``since`` (``YYYY-MM-DD``): rows ``{"day", "cost_usd"}`` ordered by day."""
+    rows = store.fetchall("SELECT day, SUM(cost_usd) AS cost FROM llm_usage WHERE day >= ? GROUP BY day ORDER BY day", (since,))
+    return [{"day": str(r["day"]), "cost_usd": float(r["cost"] or 0.0)} for r in rows]
 
 
 def cost_report(store: MetadataStore, *, days: int = 30, now: datetime | None = None) -> CostReport:
