@@ -19,7 +19,8 @@ Tree::
     ├── BackendUnavailable         a configured server is unreachable       (backend.unavailable)
     ├── NotFound                   a named thing does not exist             (not_found)
     ├── Conflict                   the request conflicts with current state (conflict)
-    │   └── GateFailed             the promotion gate refused a challenger  (registry.gate_failed)
+    │   ├── GateFailed             the promotion gate refused a challenger  (registry.gate_failed)
+    │   └── NotReproducible        a retrained run predicts differently     (training.not_reproducible)
     ├── ValidationFailed           request data is invalid (fields named)   (validation.failed)
     ├── AuthError                  missing or bad credentials               (auth.unauthenticated)
     │   └── Forbidden              the caller's role is not enough          (auth.forbidden)
@@ -51,6 +52,7 @@ __all__ = [
     "MetadataError",
     "MissingExtra",
     "NotFound",
+    "NotReproducible",
     "SpecError",
     "StewardError",
     "TableNotFound",
@@ -234,6 +236,17 @@ class GateFailed(Conflict):
 
     default_code = "registry.gate_failed"
     exit_code = 12
+    http_status = 409
+
+
+class NotReproducible(Conflict):
+    """Retraining a run from its pinned inputs did not give the same validation predictions.
+
+    ``details`` holds the comparison (hashes of the predictions, code and environment, then and now).
+    """
+
+    default_code = "training.not_reproducible"
+    exit_code = 13
     http_status = 409
 
 

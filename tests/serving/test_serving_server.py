@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 from serving_helpers import CARRIERS, FEATURES, FakeRegistry, FakeRuntime, make_workspace, row, serving_spec
 
+from steward import ops
 from steward.api.app import create_app
 from steward.api.auth import ApiKeys
 from steward.errors import StewardError, ValidationFailed
 from steward.monitoring import evaluate_slo, read_log, sli_events
 from steward.serving.predlog import PredictionLogger, PredictionRecord, records_to_arrow
+from steward.serving.rollout import RolloutState
 from steward.serving.runtime import InputSchema
 from steward.serving.server import ModelServer
 from steward.spec import SloSpec
@@ -34,6 +36,11 @@ async def wait_for(cond: Callable[[], bool], timeout_s: float = 10.0, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def start_rollout(server: ModelServer) -> RolloutState:
+    """Start m's rollout as every edge does: through steward.ops, applied by the running server before it returns."""
+    return await asyncio.to_thread(ops.start_rollout, server.ws, "m", actor="test", server=server.live)
 
 
 async def started(server: ModelServer) -> ModelServer:
@@ -80,7 +87,7 @@ async def test_shadow_challenger_encodes_rows_with_its_own_vocabulary_and_featur
     spec = serving_spec(models={"m": {"rollout": {"mode": "shadow", "auto": False}}}, poll_interval_s=0, prediction_log={"enabled": False})
     server = await started(ModelServer(make_workspace(tmp_path / "p"), spec, loader=reg.load, resolver=reg.resolve))
     try:
-        await server.start_rollout("m", actor="test")
+        await start_rollout(server)
         answers = [await server.predict("m", [row(i)]) for i in range(8)]
         assert [a.predictions[0] for a in answers] == [0.9 if row(i)["carrier"] == "EV" else 0.1 for i in range(8)]
         compared = server.metrics.shadow_compared.labels("m")
@@ -168,7 +175,7 @@ async def test_a_sometimes_slow_shadow_challenger_never_blocks_the_event_loop(tm
             lag = max(lag, time.perf_counter() - t0 - 0.005)
 
     try:
-        await server.start_rollout("m", actor="test")
+        await start_rollout(server)
         beat = asyncio.create_task(heartbeat())
         n = 24  # dep_hour = 8 + i % 12: rows 5 and 17 are the slow ones
         for i in range(n):
@@ -196,7 +203,7 @@ async def test_rollouts_are_evaluated_without_registry_polling(tmp_path: Path) -
     spec = serving_spec(models={"m": {"rollout": policy}}, poll_interval_s=0, prediction_log={"enabled": False})
     server = await started(ModelServer(make_workspace(tmp_path / "p"), spec, loader=reg.load, resolver=reg.resolve))
     try:
-        st = await server.start_rollout("m", actor="test")
+        st = await start_rollout(server)
         failed = 0
         for i in range(40):
             try:

@@ -1,26 +1,29 @@
 """Admin endpoints: reload models, move aliases, start/watch/promote/abort rollouts.
 
 Reading rollout state needs ``viewer``; every change needs ``admin`` and is recorded
-(rollout steps and alias changes go to the metadata store and the audit trail).
+(rollout steps and alias changes go to the metadata store and the audit trail). Each
+endpoint parses its request, calls one :mod:`steward.ops` function in a worker thread with
+this server's :class:`~steward.serving.live.LiveHandle` (so the change is applied here before
+the answer) and returns its result.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from steward import ops
 from steward._primitives import PROBLEM_MEDIA_TYPE, make_actor
-from steward.api.auth import require
+from steward.api.auth import Principal, require
 from steward.api.routes_models import parse_body, read_json
 from steward.errors import Conflict
-from steward.spec import RolloutSpec
-
-if TYPE_CHECKING:
-    from steward.serving.server import ModelServer
+from steward.serving.live import LiveHandle
+from steward.serving.server import ModelServer
+from steward.workspace import Workspace
 
 __all__ = ["router"]
 
@@ -85,6 +88,21 @@ def _server(request: Request) -> ModelServer:
     return server
 
 
+def _live(request: Request) -> LiveHandle:
+    return _server(request).live
+
+
+def _workspace(request: Request) -> Workspace:
+    ws: Workspace | None = request.app.state.workspace
+    if ws is None:
+        raise Conflict("alias changes need a workspace", code="serving.no_workspace")
+    return ws
+
+
+def _actor(who: Principal) -> str:
+    return make_actor("api", who.name)
+
+
 async def _optional_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     return {} if not raw.strip() else await read_json(request)
@@ -94,7 +112,7 @@ async def _optional_body(request: Request) -> dict[str, Any]:
 async def reload_all(request: Request) -> dict[str, Any]:
     """Re-read every alias and rollout and swap in what changed, without dropping requests (role: admin)."""
     who = require(request, "admin")
-    report = await _server(request).refresh()
+    report = await asyncio.to_thread(ops.reload_models, _live(request))
     logger.info("reload of all models by %s", who.name)
     return {"models": report}
 
@@ -103,7 +121,7 @@ async def reload_all(request: Request) -> dict[str, Any]:
 async def reload_model(name: str, request: Request) -> dict[str, Any]:
     """Re-read ``name``'s alias and rollout; load and swap in a moved version (role: admin)."""
     require(request, "admin")
-    return await _server(request).reload(name)
+    return await asyncio.to_thread(ops.reload_models, _live(request), name)
 
 
 @router.post("/models/{name}/aliases", summary="Move an alias", responses=_ERRORS, openapi_extra=_body_schema(AliasRequest))
@@ -111,42 +129,27 @@ async def set_alias(name: str, request: Request) -> dict[str, Any]:
     """Point an alias at a version (``champion`` goes through the registry's gated promotion), then reload (role: admin)."""
     who = require(request, "admin")
     body = parse_body(AliasRequest, await read_json(request))
-    ws = request.app.state.workspace
-    if ws is None:
-        raise Conflict("alias changes need a workspace", code="serving.no_workspace")
-
-    def move() -> list[dict[str, Any]]:
-        from steward.registry import versions
-
-        if body.alias == "champion":
-            return [
-                c.to_dict()
-                for c in versions.promote(ws, name, body.version, reason=body.reason, actor=make_actor("api", who.name), force=body.force)
-            ]
-        versions.get_model_version(ws, name, body.version)
-        change = versions.set_alias(ws, name, body.alias, body.version, actor=make_actor("api", who.name), reason=body.reason, action="set")
-        return [change.to_dict()]
-
-    changes = await asyncio.to_thread(move)
-    server = _server(request)
-    reloaded = await server.reload(name) if name in server.models else None
-    return {"changes": changes, "reload": reloaded}
+    move = await asyncio.to_thread(
+        lambda: ops.move_alias(
+            _workspace(request),
+            name,
+            body.alias,
+            body.version,
+            reason=body.reason,
+            actor=_actor(who),
+            force=body.force,
+            server=_live(request),
+        )
+    )
+    return {"changes": [c.to_dict() for c in move.changes], "reload": move.reload}
 
 
 @router.get("/rollouts/{name}", summary="Rollout status", responses=_ERRORS)
 async def rollout_status(name: str, request: Request) -> dict[str, Any]:
     """The latest rollout of ``name`` with every step, and the live window statistics per variant (role: viewer)."""
     require(request, "viewer")
-    server = _server(request)
-    ctl = server.controller
-    latest = await asyncio.to_thread(ctl.latest, name) if ctl is not None else None
-    m = server.models.get(name)
-    return {
-        "model": name,
-        "rollout": latest.to_dict() if latest else None,
-        "routing": {"mode": m.policy.mode, "weight": m.policy.weight} if m else None,
-        "stats": server.variant_stats(name) if m else {},
-    }
+    status = await asyncio.to_thread(lambda: ops.rollout_status(request.app.state.workspace, name, server=_live(request)))
+    return status.to_dict()
 
 
 @router.post("/rollouts/{name}/start", summary="Start a rollout", responses=_ERRORS, openapi_extra=_body_schema(RolloutStartRequest))
@@ -154,25 +157,26 @@ async def rollout_start(name: str, request: Request) -> dict[str, Any]:
     """Start rolling out ``name``'s challenger with the spec's policy, overridden by the body (role: admin)."""
     who = require(request, "admin")
     body = parse_body(RolloutStartRequest, await _optional_body(request))
-    server = _server(request)
-    m = server.models.get(name)
-    base = (m.spec.rollout if m is not None and m.spec.rollout is not None else RolloutSpec()).model_dump()
-    base.update({k: v for k, v in body.model_dump().items() if v is not None})
-    from steward.api.routes_models import parse_body as validate
-
-    policy = validate(RolloutSpec, base)
-    st = await server.start_rollout(name, policy, actor=make_actor("api", who.name))
+    st = await asyncio.to_thread(
+        lambda: ops.start_rollout(request.app.state.workspace, name, body.model_dump(), actor=_actor(who), server=_live(request))
+    )
     return {"rollout": st.to_dict()}
 
 
 async def _action(name: str, request: Request, action: str) -> dict[str, Any]:
     who = require(request, "admin")
+    ws, live, actor = request.app.state.workspace, _live(request), _actor(who)
     if action == "weight":
         w = parse_body(WeightRequest, await read_json(request))
-        st = await _server(request).rollout_action(name, "weight", actor=make_actor("api", who.name), reason=w.reason, weight=w.weight)
+        st = await asyncio.to_thread(lambda: ops.set_rollout_weight(ws, name, w.weight, reason=w.reason, actor=actor, server=live))
     else:
         body = parse_body(RolloutActionRequest, await _optional_body(request))
-        st = await _server(request).rollout_action(name, action, actor=make_actor("api", who.name), reason=body.reason, force=body.force)
+        if action == "promote":
+            st = await asyncio.to_thread(
+                lambda: ops.promote_rollout(ws, name, reason=body.reason, force=body.force, actor=actor, server=live)
+            )
+        else:
+            st = await asyncio.to_thread(lambda: ops.abort_rollout(ws, name, reason=body.reason, actor=actor, server=live))
     return {"rollout": st.to_dict()}
 
 
@@ -205,6 +209,5 @@ async def rollout_weight(name: str, request: Request) -> dict[str, Any]:
 async def rollout_evaluate(name: str, request: Request) -> dict[str, Any]:
     """Apply the SLO rules once now instead of waiting for the next poll (role: admin)."""
     require(request, "admin")
-    server = _server(request)
-    st = await server.tick(name)
-    return {"rollout": st.to_dict() if st else None, "stats": server.variant_stats(name)}
+    evaluation = await asyncio.to_thread(ops.evaluate_rollout, _live(request), name)
+    return evaluation.to_dict()

@@ -16,10 +16,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from steward import ops
 from steward._primitives import make_actor
-from steward.api.auth import ROLES, Principal, load_keys, require
+from steward.api.auth import Principal, load_keys, require
+from steward.api.routes_llm import get_gateway
 from steward.errors import StewardError, ValidationFailed
-from steward.governance.access import role_allows
+from steward.llm.agent import Agent, Approvals, ToolGate, get_run
 
 __all__ = ["router"]
 
@@ -64,9 +66,6 @@ def _principal(request: Request, role: str) -> Principal:
 
 
 def _agent(request: Request) -> Any:
-    from steward.api.routes_llm import get_gateway
-    from steward.llm.agent import Agent
-
     agent = getattr(request.app.state, "agent", None)
     if agent is None:
         agent = Agent(_ws(request), gateway=get_gateway(request))
@@ -78,13 +77,7 @@ def _agent(request: Request) -> Any:
 async def create_run(body: RunRequest, request: Request) -> dict[str, Any]:
     """Run a task with the caller's role (or a lower one) and return the finished run."""
     who = _principal(request, "viewer")
-    role = body.role or who.role
-    if role not in ROLES:
-        raise ValidationFailed(f"unknown role {role!r}", details={"errors": [{"field": "role", "message": "viewer, operator or admin"}]})
-    if not role_allows(who.role, role):
-        from steward.errors import Forbidden
-
-        raise Forbidden(f"key {who.name!r} has role {who.role}; it cannot run the agent as {role}", code="agent.role_too_high")
+    role = ops.agent_role(who, body.role)
     run = await _agent(request).run(body.task, role=role, actor=make_actor("api", who.name), approval_tokens=body.approval_tokens)
     out: dict[str, Any] = run.to_dict()
     return out
@@ -93,8 +86,6 @@ async def create_run(body: RunRequest, request: Request) -> dict[str, Any]:
 @router.get("/v1/agent/runs/{run_id}")
 async def read_run(run_id: str, request: Request) -> dict[str, Any]:
     """A recorded run with its steps."""
-    from steward.llm.agent import get_run
-
     _principal(request, "viewer")
     return get_run(_ws(request), run_id)
 
@@ -102,8 +93,6 @@ async def read_run(run_id: str, request: Request) -> dict[str, Any]:
 @router.get("/v1/agent/approvals")
 async def list_approvals(request: Request, status: str | None = None) -> dict[str, Any]:
     """The approval queue (never the tokens)."""
-    from steward.llm.agent import Approvals
-
     _principal(request, "operator")
     return {"approvals": [a.to_dict() for a in Approvals(_ws(request)).list(status)]}
 
@@ -111,19 +100,13 @@ async def list_approvals(request: Request, status: str | None = None) -> dict[st
 @router.post("/v1/agent/approvals")
 async def grant_approval(body: ApprovalGrant, request: Request) -> dict[str, Any]:
     """Grant a one-time approval (admin only); the token is returned once and stored hashed."""
-    from steward.llm.agent import Approvals
-    from steward.tools import default_registry
-
     who = _principal(request, "admin")
-    approvals = Approvals(_ws(request))
+    gate = ToolGate(_ws(request))
     admin = make_actor("api", who.name)
     if body.request_id:
-        token, req = approvals.grant(body.request_id, admin=admin, ttl_s=body.ttl_s)
+        token, req = gate.approvals.grant(body.request_id, admin=admin, ttl_s=body.ttl_s)
     elif body.tool:
-        tool = default_registry().get(body.tool)
-        if tool.permission != "write":
-            raise ValidationFailed(f"{body.tool} is not a write tool; it needs no approval", code="agent.not_write_tool")
-        token, req = approvals.grant_call(body.tool, tool.canonical_arguments(body.arguments), admin=admin, ttl_s=body.ttl_s)
+        token, req = gate.grant_call(body.tool, body.arguments, admin=admin, ttl_s=body.ttl_s)
     else:
         raise ValidationFailed(
             "give 'request_id', or 'tool' and 'arguments'", details={"errors": [{"field": "request_id", "message": "required"}]}

@@ -15,19 +15,21 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from steward.api.auth import ApiKeys, Principal, check_request, load_keys
+from steward.dashboard import STATIC, TEMPLATES, data
+from steward.dashboard.charts import parse_time
+from steward.errors import SpecError
 from steward.governance.access import role_allows
-
-if TYPE_CHECKING:
-    from jinja2 import Environment
-
-    from steward.workspace import Workspace
+from steward.spec import ServingSpec
+from steward.workspace import Workspace
 
 __all__ = ["COOKIE", "router", "setup"]
 
@@ -98,18 +100,12 @@ def viewer(request: Request) -> Principal:
 def _workspace(request: Request) -> Workspace:
     ws: Workspace | None = request.app.state.workspace
     if ws is None:
-        from steward.errors import SpecError
-
         raise SpecError("the API was started without a project", code="dashboard.no_workspace", hint="run 'steward serve' in a project")
     return ws
 
 
 @lru_cache(maxsize=1)
 def _env() -> Environment:
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-    from steward.dashboard import TEMPLATES
-
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
         autoescape=select_autoescape(["html"]),
@@ -127,8 +123,6 @@ def _env() -> Environment:
 
 def _when(value: Any, *, seconds: bool = False) -> str:
     """An ISO timestamp (or datetime) as ``YYYY-MM-DD HH:MM[:SS] UTC``."""
-    from steward.dashboard.charts import parse_time
-
     t = parse_time(value)
     return "—" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 
@@ -217,8 +211,6 @@ def logout() -> Response:
 def overview_page(request: Request) -> Response:
     """Models with champion and challenger, rollouts, the latest drift status and this month's spend."""
     who = viewer(request)
-    from steward.dashboard import data
-
     return render(request, "overview.html", principal=who, data=data.overview(_workspace(request)))
 
 
@@ -226,8 +218,6 @@ def overview_page(request: Request) -> Response:
 def models_page(request: Request) -> Response:
     """Every registered model, its versions and aliases."""
     who = viewer(request)
-    from steward.dashboard import data
-
     return render(request, "models.html", principal=who, data=data.models_view(_workspace(request)))
 
 
@@ -235,8 +225,6 @@ def models_page(request: Request) -> Response:
 def model_page(request: Request, name: str, version: int | None = None) -> Response:
     """One model: versions, aliases, alias history and a version's model card."""
     who = viewer(request)
-    from steward.dashboard import data
-
     detail = data.model_detail(_workspace(request), name, version)
     if detail is None:
         return render(request, "not_found.html", status_code=404, principal=who, what=f"model {name}")
@@ -247,8 +235,6 @@ def model_page(request: Request, name: str, version: int | None = None) -> Respo
 def rollouts_page(request: Request) -> Response:
     """Rollout state and per-variant RED charts."""
     who = viewer(request)
-    from steward.dashboard import data
-
     return render(request, "rollouts.html", principal=who, data=data.rollouts_view(_workspace(request)))
 
 
@@ -256,8 +242,6 @@ def rollouts_page(request: Request) -> Response:
 def drift_page(request: Request, model: str | None = None) -> Response:
     """Drift per feature over time with the policy thresholds."""
     who = viewer(request)
-    from steward.dashboard import data
-
     return render(request, "drift.html", principal=who, data=data.drift_view(_workspace(request), model=model or None), model=model or "")
 
 
@@ -265,8 +249,6 @@ def drift_page(request: Request, model: str | None = None) -> Response:
 def performance_page(request: Request, model: str | None = None) -> Response:
     """Quality over time with the moments the loop acted."""
     who = viewer(request)
-    from steward.dashboard import data
-
     view = data.performance_view(_workspace(request), model=model or None)
     return render(request, "performance.html", principal=who, data=view, model=model or "")
 
@@ -275,8 +257,6 @@ def performance_page(request: Request, model: str | None = None) -> Response:
 def audit_page(request: Request, model: str | None = None, action: str | None = None, actor: str | None = None) -> Response:
     """The audit trail with filters and the chain's verification."""
     who = viewer(request)
-    from steward.dashboard import data
-
     return render(request, "audit.html", principal=who, data=data.audit_view(_workspace(request), model=model, action=action, actor=actor))
 
 
@@ -284,8 +264,6 @@ def audit_page(request: Request, model: str | None = None, action: str | None = 
 def llm_page(request: Request, days: int = 30) -> Response:
     """LLM spend by key and model per day, and the monthly projection."""
     who = viewer(request)
-    from steward.dashboard import data
-
     days = max(1, min(days, 366))
     return render(request, "llm.html", principal=who, data=data.llm_view(_workspace(request), days=days), days=days)
 
@@ -294,22 +272,14 @@ def llm_page(request: Request, days: int = 30) -> Response:
 def traces_page(request: Request, name: str | None = None, limit: int = 50) -> Response:
     """Recent traces (spans)."""
     who = viewer(request)
-    from steward.dashboard import data
-
     limit = max(1, min(limit, 500))
     return render(request, "traces.html", principal=who, data=data.traces_view(_workspace(request), limit=limit, name=name))
 
 
 def setup(app: FastAPI) -> None:
     """Mount the static files, make sure keys are loaded, and turn :class:`LoginRequired` into a redirect."""
-    from fastapi.staticfiles import StaticFiles
-
-    from steward.dashboard import STATIC
-
     state = app.state
     if getattr(state, "api_keys", None) is None:  # normally loaded by routes_health.setup
-        from steward.spec import ServingSpec
-
         ws = state.workspace
         serving = ws.spec.serving if ws is not None else ServingSpec()
         state.api_keys = load_keys(serving.auth, ws.spec if ws is not None else None)

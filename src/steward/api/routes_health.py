@@ -19,7 +19,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -28,9 +28,9 @@ from steward._primitives import PROBLEM_MEDIA_TYPE, problem_body, request_id
 from steward.api.auth import ApiKeys, load_keys, require
 from steward.observability.logging import request_id_var
 from steward.observability.metrics import CONTENT_TYPE, ServingMetrics
-
-if TYPE_CHECKING:
-    from steward.serving.server import ModelServer
+from steward.observability.tracing import get_tracer
+from steward.serving.server import ModelServer
+from steward.spec import ServingSpec
 
 __all__ = ["ServingMiddleware", "router", "setup"]
 
@@ -233,10 +233,6 @@ class ServingMiddleware:
 def _tracer(app: FastAPI) -> Any:
     ws = app.state.workspace
     try:
-        from steward.observability.tracing import get_tracer
-    except ImportError:
-        return None
-    try:
         return get_tracer(ws, "steward.serving")
     except Exception:
         logger.exception("tracing is unavailable; serving without spans")
@@ -271,9 +267,6 @@ def _document_security(app: FastAPI) -> None:
 
 def setup(app: FastAPI) -> None:
     """Create (unless injected) the model server and keys; add the lifespan hooks and the middleware."""
-    from steward.serving.server import ModelServer
-    from steward.spec import ServingSpec
-
     ws = app.state.workspace
     state = app.state
     serving: ServingSpec = getattr(state, "serving_spec", None) or (ws.spec.serving if ws is not None else ServingSpec())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
@@ -20,9 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from steward._primitives import PROBLEM_MEDIA_TYPE
 from steward.errors import LimitExceeded, StewardError, ValidationFailed
-
-if TYPE_CHECKING:
-    from steward.llm.gateway import Gateway
+from steward.llm.gateway import METRICS, Gateway
 
 __all__ = ["get_gateway", "router", "setup"]
 
@@ -46,8 +44,6 @@ def setup(app: FastAPI) -> None:
         self_traced.update(SELF_TRACED)
     registry = getattr(getattr(app.state, "serving_metrics", None), "registry", None)
     if registry is not None:
-        from steward.llm.gateway import METRICS
-
         for collector in METRICS:
             with contextlib.suppress(ValueError):  # already registered in this registry
                 registry.register(collector)
@@ -71,8 +67,6 @@ def get_gateway(request: Request) -> Gateway:
     """The app's gateway, created from the workspace on first use."""
     gw: Gateway | None = getattr(request.app.state, "llm_gateway", None)
     if gw is None:
-        from steward.llm.gateway import Gateway
-
         ws = request.app.state.workspace
         if ws is None:
             raise StewardError(

@@ -1,6 +1,6 @@
 """Model endpoints: list, describe, predict, explain, report outcomes.
 
-Thin edge over :class:`~steward.serving.server.ModelServer`. The predict body is
+Thin edge over :class:`~steward.serving.server.ModelServer` (and :func:`steward.ops.describe_model`). The predict body is
 parsed with orjson and validated by the server against the model's schema (every
 bad field named, 422 problem+json) instead of through a generic pydantic model:
 the row's fields differ per model, and this path is the one that has to be fast.
@@ -13,20 +13,20 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+from starlette.middleware import Middleware
 
+from steward import ops
 from steward._primitives import PROBLEM_MEDIA_TYPE
 from steward.api.auth import ApiKeys, presented_key, require
 from steward.errors import StewardError, ValidationFailed
-
-if TYPE_CHECKING:
-    from steward.serving.server import ModelServer
+from steward.serving.server import ModelServer
 
 __all__ = ["PredictFastPath", "parse_body", "read_json", "router", "run_predict", "setup"]
 
@@ -124,52 +124,20 @@ async def list_models(request: Request) -> dict[str, Any]:
     """Every served model with its loaded versions and rollout state (role: viewer)."""
     require(request, "viewer")
     server = _server(request)
-    out = []
-    for name, m in server.models.items():
-        out.append(
-            {
-                "name": name,
-                "alias": m.spec.alias,
-                "loaded": m.champion is not None,
-                "version": m.champion.version if m.champion else None,
-                "challenger_version": m.challenger.version if m.challenger else None,
-                "rollout": {"mode": m.policy.mode, "weight": m.policy.weight, "state": m.rollout.state if m.rollout else None},
-            }
-        )
-    return {"models": out, "ready": server.ready}
+    return {"models": server.listing(), "ready": server.ready}
 
 
 @router.get("/{name}", summary="One model: versions, aliases, schema, rollout", responses={404: _ERRORS[404]})
 async def describe_model(name: str, request: Request) -> Response:
     """Loaded versions, registry versions and aliases, input schema and rollout state (role: viewer).
 
-    When the registry is unreachable, ``registry`` says so and the loaded state is still shown.
+    When the registry cannot answer, the loaded state is still shown and ``registry`` says why with a
+    stable code: ``{"state": "unavailable", "code": "backend.unavailable"}`` (or ``"not_found"``).
     """
     require(request, "viewer")
     server = _server(request)
-    out = server.describe(name)
-    ws = request.app.state.workspace
-    if ws is not None:
-        try:
-            from steward.registry import list_models as registry_versions
-
-            versions = await asyncio.to_thread(registry_versions, ws, name)
-            out["versions"] = [
-                {
-                    "version": v.version,
-                    "aliases": v.aliases,
-                    "created_at": v.created_at,
-                    "metric": v.metric,
-                    "metric_value": v.metric_value,
-                    "gate": v.gate,
-                }
-                for v in versions
-            ]
-            out["aliases"] = {a: v.version for v in versions for a in v.aliases}
-            out["registry"] = "ok"
-        except Exception as exc:
-            out["registry"] = f"unavailable: {exc}"
-    return _json(out)
+    out = await asyncio.to_thread(ops.describe_model, request.app.state.workspace, name, server=server.live)
+    return _json(out.to_dict())
 
 
 @router.post(
@@ -268,8 +236,6 @@ async def outcome(name: str, request: Request) -> dict[str, Any]:
 
 def parse_body(model: type[M], data: dict[str, Any]) -> M:
     """Validate a parsed body against a pydantic model; a 422 naming every bad field otherwise (after auth, never before)."""
-    from pydantic import ValidationError
-
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -397,7 +363,5 @@ async def _read_body(receive: Receive) -> bytes:
 
 def setup(app: FastAPI) -> None:
     """Put :class:`PredictFastPath` innermost among the app's middleware (inside the serving middleware)."""
-    from starlette.middleware import Middleware
-
     # add_middleware would make it the outermost layer; appended, it runs after request ids, limits and metrics
     app.user_middleware.append(Middleware(PredictFastPath, fastapi_app=app))  # type: ignore[arg-type]

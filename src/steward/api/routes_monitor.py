@@ -13,16 +13,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 
+from steward import ops
 from steward._primitives import PROBLEM_MEDIA_TYPE
 from steward.api.auth import require
 from steward.errors import NotFound
-
-if TYPE_CHECKING:
-    from steward.monitoring import MonitorScheduler
+from steward.monitoring import MonitorScheduler
 
 __all__ = ["router", "setup"]
 
@@ -71,7 +70,7 @@ async def monitor_run(request: Request) -> dict[str, Any]:
     """Evaluate every model's policies now, off the event loop (operator); actions fire as on a scheduled pass."""
     require(request, "operator")
     scheduler = _scheduler(request)
-    verdicts = await asyncio.to_thread(scheduler.run_once)
+    verdicts = await asyncio.to_thread(ops.run_monitor, request.app.state.workspace, monitor=scheduler)
     return {"verdicts": [{"model": v.model, "version": v.version, "status": v.status, "verdict_id": v.verdict_id} for v in verdicts]}
 
 
@@ -82,8 +81,6 @@ def setup(app: FastAPI) -> None:
     if not getattr(state, "monitor_schedule", False) or ws is None:
         state.monitor_scheduler = None
         return
-    from steward.monitoring import MonitorScheduler
-
     server = getattr(state, "model_server", None)
     served = sorted(server.models) if server is not None and server.models else None
     registry = server.metrics.registry if server is not None else None

@@ -18,7 +18,9 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from steward.api.auth import Principal, load_keys, require
+from steward.api.routes_llm import get_gateway
 from steward.errors import StewardError
+from steward.llm.rag import ask
 
 __all__ = ["AskRequest", "router"]
 
@@ -51,16 +53,12 @@ async def ask_endpoint(body: AskRequest, request: Request) -> dict[str, Any]:
     Needs an API key (viewer or higher): 401 without one. Guardrails apply: an injection attempt
     is refused with 422 problem+json (``guardrail.injection``).
     """
-    from steward.llm.rag import ask
-
     ws = request.app.state.workspace
     if ws is None:
         raise StewardError("the API was started without a project", code="rag.no_workspace", hint="start it with --spec PATH")
     _principal(request)
     gateway, loop = None, None
     if ws.spec.llm.rag.model:
-        from steward.api.routes_llm import get_gateway
-
         gateway, loop = get_gateway(request), asyncio.get_running_loop()
     ans = await run_in_threadpool(ask, ws, body.question, body.k, collection=body.collection, gateway=gateway, loop=loop)
     out = asdict(ans)

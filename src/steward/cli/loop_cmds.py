@@ -52,13 +52,13 @@ def loop(
     """Run the self-healing loop (exit code 1 when a loop ends aborted)."""
     if ctx.invoked_subcommand is not None:
         return
-    from steward.loop import PollingDriver, run_loop, run_pending
+    from steward import ops
 
-    ws = workspace()
     with progress_display(enabled=not as_json) as progress:
-        common: dict[str, Any] = {"driver": PollingDriver(poll), "rollout": not no_rollout, "progress": progress, "timeout_s": timeout}
         # an explicit trigger runs one loop now; without one, the monitor's pending actions decide
-        results = [run_loop(ws, model=model, trigger=trigger, **common)] if trigger is not None else run_pending(ws, model=model, **common)
+        results = ops.run_loop(
+            workspace(), model=model, trigger=trigger, rollout=not no_rollout, poll_s=poll, timeout_s=timeout, progress=progress
+        )
     if as_json:
         console().print_json(json.dumps([r.to_dict() for r in results], default=str))
     elif not results:

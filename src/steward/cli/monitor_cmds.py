@@ -38,15 +38,14 @@ def register(app: typer.Typer) -> None:
         fail_on_breach: Annotated[bool, typer.Option("--fail-on-breach", help="Exit with code 3 when any policy is breached.")] = False,
     ) -> None:
         """Evaluate every policy once on the latest window and record the verdicts."""
-        from steward.monitoring import evaluate_policies, load_profile, logged_models
+        from steward import ops
+        from steward.monitoring import load_profile
 
-        ws = workspace()
-        models = [model] if model else logged_models(ws)
-        if not models:
+        reference = load_profile(profile) if profile else None
+        verdicts = ops.run_monitor(workspace(), model, version=version, reference=reference)
+        if not verdicts:
             console().print("no predictions logged yet: nothing to monitor")
             return
-        reference = load_profile(profile) if profile else None
-        verdicts = [evaluate_policies(ws, m, version=version, reference=reference) for m in models]
         if as_json:
             typer.echo(json.dumps([v.to_dict() for v in verdicts], default=str))
         else:

@@ -1,8 +1,9 @@
 """``steward rollout start|status|promote|abort|weight`` and ``steward score``.
 
-Rollout commands write the rollout row in the metadata store; every running
-server picks the change up at its next poll (``POST /v1/admin/reload`` applies it
-at once).
+Each rollout command calls one :mod:`steward.ops` function, which writes the rollout in the
+metadata store; every running server picks the change up at its next poll
+(``POST /v1/admin/reload`` applies it at once). Steward modules are imported inside the
+commands so ``steward --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -15,12 +16,6 @@ import typer
 from steward.cli.app import console, rollout_app, workspace
 
 __all__ = ["register"]
-
-
-def _controller() -> Any:
-    from steward.serving.rollout import RolloutController
-
-    return RolloutController(workspace())
 
 
 def _print_state(st: Any, as_json: bool) -> None:
@@ -56,13 +51,8 @@ def start(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Start rolling out the challenger against the champion (policy from steward.yaml, overridden by options)."""
-    from steward.errors import Conflict, NotFound
-    from steward.serving.registry_link import resolve_version
-    from steward.spec import RolloutSpec
+    from steward import ops
 
-    ws = workspace()
-    served = ws.spec.serving.models.get(model)
-    base = (served.rollout if served is not None and served.rollout is not None else RolloutSpec()).model_dump()
     overrides: dict[str, Any] = {
         "mode": mode,
         "weight": weight,
@@ -72,27 +62,7 @@ def start(
         "steps": [float(s) for s in steps.split(",") if s.strip()] if steps else None,
         "auto": False if manual else None,
     }
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    from pydantic import ValidationError
-
-    from steward.errors import ValidationFailed
-
-    try:
-        policy = RolloutSpec.model_validate(base)
-    except ValidationError as exc:
-        raise ValidationFailed(f"invalid rollout policy: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
-    challenger = resolve_version(ws, model, policy.challenger_alias)
-    if challenger is None:
-        raise NotFound(
-            f"{model} has no {policy.challenger_alias!r} version", code="rollout.no_challenger", hint="train and register one first"
-        )
-    champion = resolve_version(ws, model, served.alias if served is not None else "champion")
-    if champion == challenger:
-        raise Conflict(f"{model} v{challenger} already is the champion", code="rollout.same_version")
-    from steward._primitives import resolve_actor
-
-    st = _controller().start(model, policy, champion_version=champion, challenger_version=challenger, actor=resolve_actor())
-    _print_state(st, as_json)
+    _print_state(ops.start_rollout(workspace(), model, overrides), as_json)
 
 
 @rollout_app.command("status")
@@ -101,11 +71,10 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The latest rollout of MODEL with every recorded step."""
-    from steward.errors import NotFound
+    from steward import ops
 
-    st = _controller().latest(model)
-    if st is None:
-        raise NotFound(f"{model} has never been rolled out", code="rollout.none", hint=f"steward rollout start {model}")
+    st = ops.rollout_status(workspace(), model, must_exist=True).rollout
+    assert st is not None  # must_exist
     _print_state(st, as_json)
 
 
@@ -117,9 +86,9 @@ def promote(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Make the challenger the champion (through the registry's gate) and finish the rollout."""
-    from steward._primitives import resolve_actor
+    from steward import ops
 
-    _print_state(_controller().promote(model, actor=resolve_actor(), reason=reason, force=force), as_json)
+    _print_state(ops.promote_rollout(workspace(), model, reason=reason, force=force), as_json)
 
 
 @rollout_app.command("abort")
@@ -129,9 +98,9 @@ def abort(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Stop the rollout: all traffic back to the champion."""
-    from steward._primitives import resolve_actor
+    from steward import ops
 
-    _print_state(_controller().abort(model, actor=resolve_actor(), reason=reason), as_json)
+    _print_state(ops.abort_rollout(workspace(), model, reason=reason), as_json)
 
 
 @rollout_app.command("weight")
@@ -142,9 +111,9 @@ def set_weight(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Set the challenger share by hand (the blue/green switch and switch back)."""
-    from steward._primitives import resolve_actor
+    from steward import ops
 
-    _print_state(_controller().set_weight(model, percent, actor=resolve_actor(), reason=reason or f"set to {percent:g}%"), as_json)
+    _print_state(ops.set_rollout_weight(workspace(), model, percent, reason=reason), as_json)
 
 
 def score(

@@ -1,8 +1,9 @@
 """``steward train / reproduce / gate / promote / rollback / card`` and ``steward registry list|history``.
 
-Thin edge over :mod:`steward.training` and :mod:`steward.registry`: parse,
-call, print Rich tables. Errors propagate as StewardError (one red line and
-the error's exit code, e.g. a failed gate exits 12).
+Thin edge over :mod:`steward.ops` (operations) and :mod:`steward.registry` (listings): parse,
+call, print Rich tables. Errors propagate as StewardError (one red line and the error's exit
+code: a failed gate exits 12, a run that does not reproduce 13). Steward modules are imported
+inside the commands so ``steward --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ def train_cmd(
     """Build the pinned training set, train (and search), track in MLflow, register as challenger."""
     from rich.table import Table
 
-    from steward.training import train
+    from steward import ops
 
     _quiet_optuna()
     out = console()
     with progress_display(enabled=not as_json) as progress:
-        result = train(workspace(), progress=progress)
+        result = ops.train(workspace(), progress=progress)
     if as_json:
         out.print_json(json.dumps(result.to_dict(), default=str))
         return
@@ -80,10 +81,9 @@ def reproduce_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Rebuild a run's training set from its pins, retrain, and compare validation prediction hashes."""
-    from steward.errors import Conflict
-    from steward.training import reproduce
+    from steward import ops
 
-    res = reproduce(workspace(), run_id)
+    res = ops.reproduce(workspace(), run_id, strict=False)
     out = console()
     if as_json:
         out.print_json(json.dumps(res.to_dict(), default=str))
@@ -92,12 +92,7 @@ def reproduce_cmd(
         out.print(f"code: then {res.git_then}, now {res.git_now}")
         out.print(f"env:  then {res.env_hash_then[:16]}, now {res.env_hash_now[:16]}")
         out.print(f"predictions: original {res.original_hash[:16]}, reproduced {res.new_hash[:16]} (run {res.reproduce_run_id})")
-    if not res.same_hash:
-        raise Conflict(
-            f"run {run_id} did not reproduce: validation predictions hash differently",
-            code="training.not_reproducible",
-            hint="compare the code and environment hashes above; seeds and pins were the same",
-        )
+    res.raise_for_mismatch()  # the library's verdict: NotReproducible, exit code 13
     if not as_json:
         out.print("[green]reproduced: identical validation predictions[/green]")
 
@@ -110,9 +105,9 @@ def gate_cmd(
     """Gate the challenger against the champion: main metric, every slice, fairness, p99 latency."""
     from rich.table import Table
 
-    from steward.registry import run_gate
+    from steward import ops
 
-    verdict = run_gate(workspace(), name, version=version)
+    verdict = ops.run_gate(workspace(), name, version=version)
     out = console()
     if as_json:
         out.print_json(json.dumps(verdict.to_dict(), default=str))
@@ -144,10 +139,9 @@ def promote_cmd(
     force: Annotated[bool, typer.Option("--force", help="Promote without a passing gate verdict (recorded).")] = False,
 ) -> None:
     """Make VERSION the champion; the old champion becomes 'previous'."""
-    from steward.registry import promote
+    from steward import ops
 
-    changes = promote(workspace(), name, version, reason=reason, actor=actor, force=force)
-    _print_changes(changes)
+    _print_changes(ops.promote(workspace(), name, version, reason=reason, actor=actor, force=force).changes)
 
 
 def rollback_cmd(
@@ -156,9 +150,9 @@ def rollback_cmd(
     actor: Annotated[str | None, typer.Option("--actor", help="Who (default $STEWARD_ACTOR or the OS user).")] = None,
 ) -> None:
     """Champion ← previous."""
-    from steward.registry import rollback
+    from steward import ops
 
-    _print_changes(rollback(workspace(), name, reason=reason, actor=actor))
+    _print_changes(ops.rollback(workspace(), name, reason=reason, actor=actor).changes)
 
 
 def _print_changes(changes: list[Any]) -> None:

@@ -30,13 +30,15 @@ from pydantic import Field
 
 from steward._extras import optional_import
 from steward._primitives import PROBLEM_MEDIA_TYPE, make_actor, problem_body
-from steward.governance.access import ApiKeys, bearer_token, load_keys
+from steward.errors import ValidationFailed
+from steward.governance.access import ROLES, ApiKeys, bearer_token, load_keys
+from steward.llm.agent.gate import ToolGate
 from steward.tools.registry import Tool, ToolContext
+from steward.training import read_card
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
-    from steward.llm.agent.gate import ToolGate
     from steward.workspace import Workspace
 
 __all__ = ["BearerAuth", "build_server", "http_app", "runbook_dir"]
@@ -134,12 +136,7 @@ def build_server(
     from mcp.server.mcpserver.resources import FunctionResource
     from mcp_types import ToolAnnotations
 
-    from steward.llm.agent.gate import ToolGate
-    from steward.tools.registry import ROLE_PERMISSIONS
-
-    if role not in ROLE_PERMISSIONS:
-        from steward.errors import ValidationFailed
-
+    if role not in ROLES:
         raise ValidationFailed(f"unknown role {role!r}", hint="use viewer, operator or admin")
     gate = gate or ToolGate(ws)
     server: MCPServer = MCPServer(name="steward", instructions=INSTRUCTIONS, log_level="WARNING")
@@ -155,8 +152,6 @@ def build_server(
         )
 
     def card_markdown(model: str, version: str) -> str:
-        from steward.training import read_card
-
         markdown, _ = read_card(ws, model, int(version))
         return markdown
 

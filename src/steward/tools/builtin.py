@@ -1,7 +1,10 @@
 """Steward's own operations as tools: read, propose and write.
 
-Every tool imports its stage lazily (inside the function), so building the
-registry costs nothing and ``steward --help`` stays fast.
+Write tools are the platform's operations: each calls the same :mod:`steward.ops` function
+as the CLI and the HTTP API (``promote_model`` is ``steward promote``, ``rollback_model`` is
+``steward rollback``, ``start_retrain`` is ``steward train``). Read tools call the owning
+stage's query functions. (The CLI imports this module only when an agent or MCP command runs,
+so ``steward --help`` does not pay for it.)
 
 Read: ``list_models``, ``alias_history``, ``model_card``, ``rollout_status``,
 ``drift_report``, ``metrics_summary``, ``audit_search``, ``docs_search``.
@@ -12,12 +15,20 @@ Write (need an approval): ``rollback_model``, ``promote_model``, ``start_retrain
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from steward import ops
 from steward.errors import NotFound
+from steward.llm.gateway import cost_report
+from steward.llm.rag import retrieve
+from steward.monitoring import latest_statuses, list_actions, list_checks, list_verdicts
+from steward.registry import alias_history, list_models
+from steward.serving.rollout import RolloutController
 from steward.tools.registry import Tool, ToolContext, ToolParams, ToolRegistry
+from steward.training import read_card
 
 if TYPE_CHECKING:
     from steward.workspace import Workspace
@@ -103,8 +114,6 @@ class PromoteParams(ToolParams):
 
 # -- read ----------------------------------------------------------------------------------------------------------------------
 def _list_models(ws: Workspace, p: ListModelsParams, ctx: ToolContext) -> Any:
-    from steward.registry import list_models
-
     try:
         versions = list_models(ws, p.model)
     except NotFound:
@@ -117,31 +126,23 @@ def _list_models(ws: Workspace, p: ListModelsParams, ctx: ToolContext) -> Any:
 
 
 def _alias_history(ws: Workspace, p: AliasHistoryParams, ctx: ToolContext) -> Any:
-    from steward.registry import alias_history
-
     changes = alias_history(ws, p.model)
     return {"model": p.model, "changes": [c.to_dict() for c in changes[-p.limit :]]}
 
 
 def _model_card(ws: Workspace, p: ModelCardParams, ctx: ToolContext) -> Any:
-    from steward.training import read_card
-
     markdown, card = read_card(ws, p.model, p.version)
     return {"model": p.model, "version": p.version, "card": card, "markdown": markdown}
 
 
 def _rollout_status(ws: Workspace, p: ModelParams, ctx: ToolContext) -> Any:
-    from steward.serving.rollout import RolloutController
-
-    st = RolloutController(ws).latest(p.model)
+    st = ops.rollout_status(ws, p.model).rollout
     if st is None:
         return {"model": p.model, "rollout": None, "routing": "champion only (no rollout recorded)"}
     return {"model": p.model, "rollout": st.to_dict(), "active": st.active}
 
 
 def _drift_report(ws: Workspace, p: DriftParams, ctx: ToolContext) -> Any:
-    from steward.monitoring import list_actions, list_checks, list_verdicts
-
     verdicts = list_verdicts(ws, p.model, limit=p.limit)
     checks = list_checks(ws, [v["verdict_id"] for v in verdicts])
     flagged = [c for c in checks if c.get("status") not in ("ok", "pass", "passed")]
@@ -151,19 +152,10 @@ def _drift_report(ws: Workspace, p: DriftParams, ctx: ToolContext) -> Any:
 
 
 def _metrics_summary(ws: Workspace, p: MetricsParams, ctx: ToolContext) -> Any:
-    from dataclasses import asdict, is_dataclass
-
-    from steward.llm.gateway import cost_report
-    from steward.serving.rollout import RolloutController
-
     report = cost_report(ws.metadata, days=p.days)
     llm = asdict(report) if is_dataclass(report) else report
     active = [st.to_dict() for st in RolloutController(ws).all_active()]
-    rows = ws.metadata.fetchall(
-        "SELECT v.model, v.status, v.created_at FROM monitor_verdicts v "
-        "JOIN (SELECT model, MAX(created_at) AS c FROM monitor_verdicts GROUP BY model) m ON v.model = m.model AND v.created_at = m.c"
-    )
-    return {"llm_spend": llm, "active_rollouts": active, "latest_monitor_status": {r["model"]: r["status"] for r in rows}}
+    return {"llm_spend": llm, "active_rollouts": active, "latest_monitor_status": latest_statuses(ws)}
 
 
 def _audit_search(ws: Workspace, p: AuditParams, ctx: ToolContext) -> Any:
@@ -181,8 +173,6 @@ def _audit_search(ws: Workspace, p: AuditParams, ctx: ToolContext) -> Any:
 
 
 def _docs_search(ws: Workspace, p: DocsParams, ctx: ToolContext) -> Any:
-    from steward.llm.rag import retrieve
-
     if p.collection not in ws.spec.llm.rag.collections:
         raise NotFound(f"no RAG collection {p.collection!r}", hint=f"known: {', '.join(sorted(ws.spec.llm.rag.collections))}")
     found = retrieve(ws, p.query, collection=p.collection, k=p.k)
@@ -193,21 +183,13 @@ def _docs_search(ws: Workspace, p: DocsParams, ctx: ToolContext) -> Any:
 
 
 # -- propose -------------------------------------------------------------------------------------------------------------------
-def _aliases(ws: Workspace, model: str) -> dict[str, int | None]:
-    from steward.registry import get_alias_version
-
-    return {a: get_alias_version(ws, model, a) for a in ("champion", "previous", "challenger")}
-
-
 def _latest_verdict(ws: Workspace, model: str) -> dict[str, Any] | None:
-    from steward.monitoring import list_verdicts
-
     verdicts = list_verdicts(ws, model, limit=1)
     return verdicts[-1] if verdicts else None
 
 
 def _propose_rollback(ws: Workspace, p: ReasonedModelParams, ctx: ToolContext) -> Any:
-    aliases = _aliases(ws, p.model)
+    aliases = ops.model_aliases(ws, p.model)
     verdict = _latest_verdict(ws, p.model)
     feasible = aliases["previous"] is not None
     return {
@@ -246,25 +228,17 @@ def _propose_retrain(ws: Workspace, p: ReasonedModelParams, ctx: ToolContext) ->
 
 # -- write ---------------------------------------------------------------------------------------------------------------------
 def _rollback(ws: Workspace, p: ReasonedModelParams, ctx: ToolContext) -> Any:
-    from steward.registry import rollback
-
-    changes = rollback(ws, p.model, reason=p.reason, actor=ctx.actor)
-    return {"model": p.model, "changes": [c.to_dict() for c in changes], "aliases": _aliases(ws, p.model)}
+    move = ops.rollback(ws, p.model, reason=p.reason, actor=ctx.actor)
+    return {"model": p.model, "changes": [c.to_dict() for c in move.changes], "aliases": ops.model_aliases(ws, p.model)}
 
 
 def _promote(ws: Workspace, p: PromoteParams, ctx: ToolContext) -> Any:
-    from steward.registry import promote
-
-    changes = promote(ws, p.model, p.version, reason=p.reason, actor=ctx.actor)
-    return {"model": p.model, "changes": [c.to_dict() for c in changes], "aliases": _aliases(ws, p.model)}
+    move = ops.promote(ws, p.model, p.version, reason=p.reason, actor=ctx.actor)
+    return {"model": p.model, "changes": [c.to_dict() for c in move.changes], "aliases": ops.model_aliases(ws, p.model)}
 
 
 def _retrain(ws: Workspace, p: ReasonedModelParams, ctx: ToolContext) -> Any:
-    from steward.training import train
-
-    if p.model != ws.spec.model.name:
-        raise NotFound(f"model {p.model!r} is not the model this project trains ({ws.spec.model.name})")
-    result = train(ws)
+    result = ops.train(ws, model=p.model)
     return {
         "model": result.model_name,
         "run_id": result.run_id,

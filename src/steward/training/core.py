@@ -24,7 +24,7 @@ import polars as pl
 
 from steward._primitives import Progress, report_progress, resolve_actor, utcnow
 from steward.backends.base import tracked_run
-from steward.errors import NotFound, ValidationFailed
+from steward.errors import NotFound, NotReproducible, ValidationFailed
 from steward.spec import FairnessSpec, ModelSpec, SplitSpec
 from steward.training.dataset import FeatureEncoding, encode, fit_encoding, sort_for_training, split_by_time
 from steward.training.estimators import EstimatorRef, fit, log_native, predict_proba, resolve_estimator
@@ -88,7 +88,11 @@ class TrainResult:
 
 @dataclass
 class ReproduceResult:
-    """Outcome of :func:`reproduce`: did retraining from the same pins give the same predictions?"""
+    """Outcome of :func:`reproduce`: did retraining from the same pins give the same predictions?
+
+    The verdict is :attr:`reproducible`; :meth:`raise_for_mismatch` turns "not reproducible" into
+    :class:`~steward.errors.NotReproducible` (``training.not_reproducible``, exit code 13).
+    """
 
     run_id: str
     reproduce_run_id: str
@@ -102,9 +106,24 @@ class ReproduceResult:
     env_hash_now: str
     metrics: dict[str, float | None]
 
+    @property
+    def reproducible(self) -> bool:
+        """The verdict: the retrained run's validation predictions hash as the original's did."""
+        return self.same_hash
+
+    def raise_for_mismatch(self) -> None:
+        """Raise :class:`~steward.errors.NotReproducible` unless the run reproduced."""
+        if self.reproducible:
+            return
+        raise NotReproducible(
+            f"run {self.run_id} did not reproduce: validation predictions hash differently",
+            hint="compare the code and environment hashes, then and now; seeds and pins were the same",
+            details={"reproduce": self.to_dict()},
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
+        """JSON-ready form (with the verdict as ``reproducible``)."""
+        return {**asdict(self), "reproducible": self.reproducible}
 
 
 def _say(progress: Progress | None, msg: str) -> None:

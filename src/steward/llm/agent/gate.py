@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from steward.errors import StewardError
-from steward.llm.agent.approvals import Approvals, canonical_json
+from steward.errors import StewardError, ValidationFailed
+from steward.llm.agent.approvals import ApprovalRequest, Approvals, canonical_json
 from steward.tools.registry import ToolContext, ToolRegistry, allowed, to_jsonable
 
 if TYPE_CHECKING:
@@ -152,6 +152,22 @@ class ToolGate:
         out.result_size = len(canonical_json(out.result)) if out.status == "ok" else 0
         self._audit_call(out, ctx, source)
         return out
+
+    def grant_call(
+        self, name: str, arguments: Mapping[str, Any] | None, *, admin: str, ttl_s: float | None = None
+    ) -> tuple[str, ApprovalRequest]:
+        """Approve one write call ahead of time: a one-time token bound to exactly these (validated) arguments.
+
+        Only write tools take approvals; read and propose tools run on the role's allow-list alone.
+
+        Raises:
+            NotFound: no such tool.
+            ValidationFailed: the tool is not a write tool (``agent.not_write_tool``), or bad arguments.
+        """
+        tool = self.registry.get(name)
+        if tool.permission != "write":
+            raise ValidationFailed(f"{name} is not a write tool; it needs no approval", code="agent.not_write_tool")
+        return self.approvals.grant_call(name, tool.canonical_arguments(arguments), admin=admin, ttl_s=ttl_s)
 
     def _approve(self, name: str, args: dict[str, Any], ctx: ToolContext, tokens: Sequence[str]) -> tuple[str | None, CallOutcome | None]:
         why: list[str] = []
