@@ -2,14 +2,13 @@
 
 Reading rollout state needs ``viewer``; every change needs ``admin`` and is recorded
 (rollout steps and alias changes go to the metadata store and the audit trail). Each
-endpoint parses its request, calls one :mod:`steward.ops` function in a worker thread with
+endpoint parses its request, calls one :mod:`steward.ops` function in a worker thread (a pool of its own) with
 this server's :class:`~steward.serving.live.LiveHandle` (so the change is applied here before
 the answer) and returns its result.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Literal
 
@@ -18,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from steward import ops
 from steward._primitives import PROBLEM_MEDIA_TYPE, make_actor
+from steward.api._offload import call_op
 from steward.api.auth import Principal, require
 from steward.api.routes_models import parse_body, read_json
 from steward.errors import Conflict
@@ -112,7 +112,7 @@ async def _optional_body(request: Request) -> dict[str, Any]:
 async def reload_all(request: Request) -> dict[str, Any]:
     """Re-read every alias and rollout and swap in what changed, without dropping requests (role: admin)."""
     who = require(request, "admin")
-    report = await asyncio.to_thread(ops.reload_models, _live(request))
+    report = await call_op(ops.reload_models, _live(request))
     logger.info("reload of all models by %s", who.name)
     return {"models": report}
 
@@ -121,7 +121,7 @@ async def reload_all(request: Request) -> dict[str, Any]:
 async def reload_model(name: str, request: Request) -> dict[str, Any]:
     """Re-read ``name``'s alias and rollout; load and swap in a moved version (role: admin)."""
     require(request, "admin")
-    return await asyncio.to_thread(ops.reload_models, _live(request), name)
+    return await call_op(ops.reload_models, _live(request), name)
 
 
 @router.post("/models/{name}/aliases", summary="Move an alias", responses=_ERRORS, openapi_extra=_body_schema(AliasRequest))
@@ -129,7 +129,7 @@ async def set_alias(name: str, request: Request) -> dict[str, Any]:
     """Point an alias at a version (``champion`` goes through the registry's gated promotion), then reload (role: admin)."""
     who = require(request, "admin")
     body = parse_body(AliasRequest, await read_json(request))
-    move = await asyncio.to_thread(
+    move = await call_op(
         lambda: ops.move_alias(
             _workspace(request),
             name,
@@ -148,7 +148,7 @@ async def set_alias(name: str, request: Request) -> dict[str, Any]:
 async def rollout_status(name: str, request: Request) -> dict[str, Any]:
     """The latest rollout of ``name`` with every step, and the live window statistics per variant (role: viewer)."""
     require(request, "viewer")
-    status = await asyncio.to_thread(lambda: ops.rollout_status(request.app.state.workspace, name, server=_live(request)))
+    status = await call_op(lambda: ops.rollout_status(request.app.state.workspace, name, server=_live(request)))
     return status.to_dict()
 
 
@@ -157,7 +157,7 @@ async def rollout_start(name: str, request: Request) -> dict[str, Any]:
     """Start rolling out ``name``'s challenger with the spec's policy, overridden by the body (role: admin)."""
     who = require(request, "admin")
     body = parse_body(RolloutStartRequest, await _optional_body(request))
-    st = await asyncio.to_thread(
+    st = await call_op(
         lambda: ops.start_rollout(request.app.state.workspace, name, body.model_dump(), actor=_actor(who), server=_live(request))
     )
     return {"rollout": st.to_dict()}
@@ -168,15 +168,13 @@ async def _action(name: str, request: Request, action: str) -> dict[str, Any]:
     ws, live, actor = request.app.state.workspace, _live(request), _actor(who)
     if action == "weight":
         w = parse_body(WeightRequest, await read_json(request))
-        st = await asyncio.to_thread(lambda: ops.set_rollout_weight(ws, name, w.weight, reason=w.reason, actor=actor, server=live))
+        st = await call_op(lambda: ops.set_rollout_weight(ws, name, w.weight, reason=w.reason, actor=actor, server=live))
     else:
         body = parse_body(RolloutActionRequest, await _optional_body(request))
         if action == "promote":
-            st = await asyncio.to_thread(
-                lambda: ops.promote_rollout(ws, name, reason=body.reason, force=body.force, actor=actor, server=live)
-            )
+            st = await call_op(lambda: ops.promote_rollout(ws, name, reason=body.reason, force=body.force, actor=actor, server=live))
         else:
-            st = await asyncio.to_thread(lambda: ops.abort_rollout(ws, name, reason=body.reason, actor=actor, server=live))
+            st = await call_op(lambda: ops.abort_rollout(ws, name, reason=body.reason, actor=actor, server=live))
     return {"rollout": st.to_dict()}
 
 
@@ -209,5 +207,5 @@ async def rollout_weight(name: str, request: Request) -> dict[str, Any]:
 async def rollout_evaluate(name: str, request: Request) -> dict[str, Any]:
     """Apply the SLO rules once now instead of waiting for the next poll (role: admin)."""
     require(request, "admin")
-    evaluation = await asyncio.to_thread(ops.evaluate_rollout, _live(request), name)
+    evaluation = await call_op(ops.evaluate_rollout, _live(request), name)
     return evaluation.to_dict()

@@ -9,7 +9,6 @@ The request and response shapes are still declared for OpenAPI.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -24,6 +23,7 @@ from starlette.middleware import Middleware
 
 from steward import ops
 from steward._primitives import PROBLEM_MEDIA_TYPE
+from steward.api._offload import call_op
 from steward.api.auth import ApiKeys, presented_key, require
 from steward.errors import StewardError, ValidationFailed
 from steward.serving.server import ModelServer
@@ -136,7 +136,7 @@ async def describe_model(name: str, request: Request) -> Response:
     """
     require(request, "viewer")
     server = _server(request)
-    out = await asyncio.to_thread(ops.describe_model, request.app.state.workspace, name, server=server.live)
+    out = await call_op(ops.describe_model, request.app.state.workspace, name, server=server.live)
     return _json(out.to_dict())
 
 

@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI, Request
 
 from steward import ops
 from steward._primitives import PROBLEM_MEDIA_TYPE
+from steward.api._offload import call_op
 from steward.api.auth import require
 from steward.errors import NotFound
 from steward.monitoring import MonitorScheduler
@@ -70,7 +71,7 @@ async def monitor_run(request: Request) -> dict[str, Any]:
     """Evaluate every model's policies now, off the event loop (operator); actions fire as on a scheduled pass."""
     require(request, "operator")
     scheduler = _scheduler(request)
-    verdicts = await asyncio.to_thread(ops.run_monitor, request.app.state.workspace, monitor=scheduler)
+    verdicts = await call_op(ops.run_monitor, request.app.state.workspace, monitor=scheduler)
     return {"verdicts": [{"model": v.model, "version": v.version, "status": v.status, "verdict_id": v.verdict_id} for v in verdicts]}
 
 
