@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from steward.backends.sql_metadata import open_metadata_store
-from steward.governance.audit import AuditEntry, AuditTrail, digest
+from steward.errors import ValidationFailed
+from steward.governance.audit import AuditAnchor, AuditEntry, AuditTrail, digest
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -117,3 +118,59 @@ def test_reordered_and_rehashed_entries_are_not_blamed_on_their_predecessor(trai
     res = trail.verify()
     assert not res.ok
     assert res.first_bad_seq == 2
+
+
+def _truncate_with_heads(trail: AuditTrail, keep: int) -> None:
+    """Cut the tail after ``keep`` and delete both heads: what an attacker with database and disk access does."""
+    trail.store.execute("DELETE FROM audit_log WHERE seq > ?", (keep,))
+    trail.store.execute("DELETE FROM audit_head")
+    assert trail.anchor_path is not None
+    trail.anchor_path.unlink()
+
+
+def test_truncation_that_also_deletes_the_head_and_anchor_file_fails(trail: AuditTrail) -> None:
+    _truncate_with_heads(trail, keep=3)
+    res = trail.verify()
+    assert not res.ok
+    assert any("no recorded head" in p for p in res.problems)
+    assert any("anchor file" in p and "missing" in p for p in res.problems)
+
+
+def test_missing_head_alone_fails(trail: AuditTrail) -> None:
+    trail.store.execute("DELETE FROM audit_head")
+    res = trail.verify()
+    assert not res.ok
+    assert "no recorded head" in (res.problem or "")
+
+
+def test_external_anchor_catches_consistent_truncation(trail: AuditTrail) -> None:
+    kept = trail.anchor()
+    assert kept is not None and kept.seq == 5
+    # cut two entries and rewrite both heads so that the chain alone looks intact
+    trail.store.execute("DELETE FROM audit_log WHERE seq > 3")
+    last = trail.entries()[-1]
+    trail.store.execute("UPDATE audit_head SET seq = ?, hash = ?", (last.seq, last.hash))
+    assert trail.anchor_path is not None
+    trail.anchor_path.write_text(f"{last.seq} {last.hash}\n")
+    assert trail.verify().ok  # what the chain cannot see by itself
+    res = trail.verify(anchor=AuditAnchor.parse(str(kept)))
+    assert not res.ok
+    assert "external anchor names entry 5" in (res.problem or "")
+
+
+def test_external_anchor_stays_valid_as_the_trail_grows(trail: AuditTrail) -> None:
+    kept = trail.anchor()
+    assert kept is not None
+    trail.append("registry.alias", "model:m@9", actor="tester", model="m")
+    assert trail.verify(anchor=kept).ok
+    # a rewritten anchored entry is named
+    trail.store.execute("UPDATE audit_log SET hash = ? WHERE seq = ?", ("f" * 64, kept.seq))
+    res = trail.verify(anchor=kept)
+    assert any("no longer has the hash of the external anchor" in p for p in res.problems)
+
+
+def test_anchor_text_is_validated() -> None:
+    with pytest.raises(ValidationFailed) as info:
+        AuditAnchor.parse("5-deadbeef")
+    assert info.value.code == "audit.bad_anchor"
+    assert str(AuditAnchor.parse("5:" + "a" * 64)) == "5:" + "a" * 64

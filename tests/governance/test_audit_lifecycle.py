@@ -6,6 +6,7 @@ from datetime import date
 from pathlib import Path
 
 from steward.data import run_pipeline
+from steward.errors import ValidationFailed
 from steward.examples.lander import land
 from steward.project import init_project
 from steward.workspace import open_workspace
@@ -59,3 +60,36 @@ def test_budget_settings_are_audited_once_and_on_change(tmp_path: Path) -> None:
     assert entries[1].payload["outputs"]["config"]["value"]["budget"]["usd"] == 7.5
     assert ws.audit.verify().ok
     ws.close()
+
+
+def test_cli_anchor_then_verify_against_it_catches_truncation_behind_rewritten_heads(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from steward.cli.app import app
+
+    spec_path = init_project(tmp_path / "proj", "flights")
+    ws = open_workspace(spec_path)
+    for i in range(4):
+        ws.audit.append("registry.alias", f"model:m@{i}", actor="tester", model="m")
+    ws.close()
+    runner = CliRunner()
+    env = {"STEWARD_SPEC": str(spec_path)}
+    printed = runner.invoke(app, ["--spec", str(spec_path), "audit", "anchor"], env=env)
+    assert printed.exit_code == 0, printed.output
+    anchor = printed.output.strip().splitlines()[-1]
+    ok = runner.invoke(app, ["--spec", str(spec_path), "audit", "verify", "--anchor", anchor], env=env)
+    assert ok.exit_code == 0 and "external anchor" in ok.output
+
+    ws = open_workspace(spec_path)
+    ws.audit.store.execute("DELETE FROM audit_log WHERE seq > 2")
+    last = ws.audit.entries()[-1]
+    ws.audit.store.execute("UPDATE audit_head SET seq = ?, hash = ?", (last.seq, last.hash))
+    assert ws.audit.anchor_path is not None
+    ws.audit.anchor_path.write_text(f"{last.seq} {last.hash}\n")
+    ws.close()
+    bad = runner.invoke(app, ["--spec", str(spec_path), "audit", "verify", "--anchor", anchor], env=env)
+    assert bad.exit_code == 12
+    assert "entries were removed" in " ".join(bad.output.split())
+    garbled = runner.invoke(app, ["--spec", str(spec_path), "audit", "verify", "--anchor", "nonsense"], env=env)
+    # the entry point (steward.cli.app.main) turns this StewardError into one red line and exit 2
+    assert isinstance(garbled.exception, ValidationFailed) and garbled.exception.code == "audit.bad_anchor"

@@ -1,4 +1,4 @@
-"""``steward audit verify`` and ``steward audit log``."""
+"""``steward audit verify``, ``steward audit anchor`` and ``steward audit log``."""
 
 from __future__ import annotations
 
@@ -16,16 +16,36 @@ def register(app: typer.Typer) -> None:
     """Add the audit commands to ``audit_app``."""
 
     @audit_app.command("verify")
-    def verify() -> None:
+    def verify(
+        anchor: Annotated[
+            str | None,
+            typer.Option("--anchor", help="A SEQ:HASH printed earlier by 'steward audit anchor' and kept outside Steward."),
+        ] = None,
+    ) -> None:
         """Check the whole chain; name the first edited, dropped or reordered entry (exit 12 if any)."""
-        result = workspace().audit.verify()
+        # the CLI imports lazily to keep `steward --help` fast
+        from steward.governance.audit import AuditAnchor
+
+        kept = AuditAnchor.parse(anchor) if anchor is not None else None
+        result = workspace().audit.verify(anchor=kept)
         if result.ok:
-            console().print(f"[green]ok[/green]: {result.entries} entries, chain intact")
+            against = f", and holds the external anchor's entry {kept.seq}" if kept else ""
+            console().print(f"[green]ok[/green]: {result.entries} entries, chain intact{against}")
             return
         for p in result.problems:
             console().print(f"[red]✗[/red] {p}")
         console().print(f"[bold red]audit trail tampered: first bad entry is #{result.first_bad_seq}[/bold red]")
         raise typer.Exit(12)
+
+    @audit_app.command("anchor")
+    def anchor() -> None:
+        """Print the trail's head as SEQ:HASH, to keep somewhere Steward cannot write (verify --anchor checks it)."""
+        head = workspace().audit.anchor()
+        if head is None:
+            console().print("[yellow]the audit trail is empty: nothing to anchor yet[/yellow]")
+            raise typer.Exit(1)
+        # plain print: the line is meant to be copied or piped, without Rich's wrapping
+        print(head)
 
     @audit_app.command("log")
     def log(

@@ -5,7 +5,14 @@ canonical JSON encoding of (seq, ts, actor, action, subject, model, payload,
 prev_hash). Editing an entry breaks its hash; dropping one leaves a gap in
 ``seq`` or a broken link; reordering breaks the links. The newest head is also
 kept in ``audit_head`` (and, for local projects, in an anchor file outside the
-database) so truncating the tail is detected too.
+database) so truncating the tail is detected too, and a trail whose head or
+anchor file has gone while entries remain fails verification.
+
+What no chain can detect on its own: someone who can write the database *and*
+the anchor file can cut the tail and rewrite both heads consistently, or
+replace the whole trail. :meth:`AuditTrail.anchor` gives a head to keep
+somewhere they cannot write (a ticket, a log shipper, a notary);
+``verify(anchor=...)`` then checks the trail still holds that entry unchanged.
 
 Inputs and outputs are recorded by hash (:func:`digest`) plus small readable
 details, so the trail proves what went in and out without copying data.
@@ -18,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +33,11 @@ from typing import Any
 
 from steward._primitives import canonical_json, resolve_actor, utcnow
 from steward.backends.base import MetadataStore
-from steward.errors import Conflict
+from steward.errors import Conflict, ValidationFailed
 
 __all__ = [
     "GENESIS",
+    "AuditAnchor",
     "AuditEntry",
     "AuditTrail",
     "AuditVerification",
@@ -109,6 +118,36 @@ class AuditVerification:
     first_bad_seq: int | None = None
     problem: str | None = None
     problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AuditAnchor:
+    """A head of the trail to keep outside Steward: entry ``seq`` had hash ``hash``.
+
+    Its text form is ``SEQ:HASH`` (what ``steward audit anchor`` prints and ``verify --anchor`` reads).
+    """
+
+    seq: int
+    hash: str
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.hash}"
+
+    @classmethod
+    def parse(cls, text: str) -> AuditAnchor:
+        """Read ``SEQ:HASH`` (as printed by :meth:`AuditTrail.anchor`).
+
+        Raises:
+            ValidationFailed: the text is not ``SEQ:HASH`` with a 64-hex-digit hash.
+        """
+        seq_text, sep, h = text.strip().partition(":")
+        if not sep or not seq_text.isdigit() or not re.fullmatch(r"[0-9a-f]{64}", h):
+            raise ValidationFailed(
+                f"not an audit anchor: {text!r}",
+                code="audit.bad_anchor",
+                hint="pass the SEQ:HASH text that 'steward audit anchor' printed",
+            )
+        return cls(int(seq_text), h)
 
 
 _FILTER_COLUMNS = frozenset({"model", "action", "actor"})
@@ -234,8 +273,19 @@ class AuditTrail:
         rows = self.store.fetchall(f"SELECT DISTINCT {column} AS v FROM audit_log WHERE {column} IS NOT NULL ORDER BY {column}")
         return [str(r["v"]) for r in rows]
 
-    def verify(self) -> AuditVerification:
-        """Check every link; name the first entry that was edited, dropped or reordered."""
+    def anchor(self) -> AuditAnchor | None:
+        """The newest entry's position and hash, to keep outside Steward (``None`` for an empty trail)."""
+        head = self.store.fetchone("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        return AuditAnchor(int(head["seq"]), str(head["hash"])) if head else None
+
+    def verify(self, anchor: AuditAnchor | None = None) -> AuditVerification:
+        """Check every link; name the first entry that was edited, dropped or reordered.
+
+        Args:
+            anchor: A head kept outside Steward (:meth:`anchor`); the trail must still hold
+                that entry with that hash, so truncation or rewriting behind it is caught even
+                when the database's head and the anchor file were rewritten too.
+        """
         rows = list(self._rows())
         # Which hashes are still referenced: an entry whose content changed and whose
         # hash was recomputed carries a hash that nothing links to, while its
@@ -281,11 +331,26 @@ class AuditTrail:
         elif head and int(head["seq"]) != last_seq:
             problems.append(f"the trail ends at entry {last_seq} but its head says {head['seq']}: entries were dropped from the end")
             first_bad = first_bad if first_bad is not None else min(last_seq + 1, int(head["seq"]))
+        if head is None and count:
+            # every append writes the head in the same transaction, so entries without one mean it was removed
+            problems.append(f"the trail has {count} entries but no recorded head: the head was deleted (tail truncation hides behind this)")
+            first_bad = first_bad if first_bad is not None else last_seq
         if self.anchor_path is not None and self.anchor_path.exists():
             a_seq, _, a_hash = self.anchor_path.read_text().strip().partition(" ")
             if int(a_seq) > last_seq or (int(a_seq) == last_seq and a_hash != prev):
                 problems.append(f"the anchor file records entry {a_seq}, the database ends at {last_seq}")
                 first_bad = first_bad if first_bad is not None else min(int(a_seq), last_seq + 1)
+        elif self.anchor_path is not None and count:
+            problems.append(f"the anchor file {self.anchor_path} is missing while the trail has {count} entries")
+            first_bad = first_bad if first_bad is not None else last_seq
+        if anchor is not None:
+            kept = next((e for e in rows if e.seq == anchor.seq), None)
+            if kept is None:
+                problems.append(f"the external anchor names entry {anchor.seq}, but the trail ends at {last_seq}: entries were removed")
+                first_bad = first_bad if first_bad is not None else min(anchor.seq, last_seq + 1)
+            elif kept.hash != anchor.hash:
+                problems.append(f"entry {anchor.seq} no longer has the hash of the external anchor: the trail was rewritten")
+                first_bad = first_bad if first_bad is not None else anchor.seq
         ok = not problems
         return AuditVerification(ok, count, first_bad, problems[0] if problems else None, problems)
 
