@@ -240,29 +240,102 @@ async def test_pages_need_a_key(client: httpx.AsyncClient, path: str) -> None:
     assert ok.status_code == 200
 
 
+async def _csrf(client: httpx.AsyncClient, path: str = "/login") -> str:
+    """The CSRF token the form on ``path`` carries (its cookie is now in the client)."""
+    page = await client.get(path, params={"next": "/drift"} if path == "/login" else None, headers=None)
+    match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert match, page.text[:300]
+    return match.group(1)
+
+
 async def test_login_sets_strict_httponly_cookie_and_logout_clears_it(client: httpx.AsyncClient) -> None:
+    # The forms now carry a CSRF token (Issue 15 #10), so the test fetches the form before posting it, as a browser does.
     r = await client.get("/drift?model=x")
     assert r.headers["location"] == "/login?next=/drift%3Fmodel%3Dx"
     form = await client.get("/login", params={"next": "/drift"})
     assert form.status_code == 200 and 'name="key"' in form.text
-    bad = await client.post("/login", data={"key": "nope", "next": "/drift"})
+    csrf = await _csrf(client)
+    bad = await client.post("/login", data={"key": "nope", "next": "/drift", "csrf": csrf})
     assert bad.status_code == 401 and "That key is not valid." in bad.text
     assert COOKIE not in bad.cookies
-    good = await client.post("/login", data={"key": VIEWER_KEY, "next": "/drift"})
+    good = await client.post("/login", data={"key": VIEWER_KEY, "next": "/drift", "csrf": csrf})
     assert good.status_code == 303 and good.headers["location"] == "/drift"
     cookie = good.headers["set-cookie"]
     assert f"{COOKIE}=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
     assert VIEWER_KEY not in cookie  # the browser holds a signed session token, never the key
     page = await client.get("/drift")  # the client keeps the cookie
     assert page.status_code == 200 and "dash-viewer · viewer" in page.text
-    out = await client.post("/logout")
+    out = await client.post("/logout", data={"csrf": csrf})
     assert out.status_code == 303
     assert (await client.get("/drift")).status_code == 303
 
 
+async def test_login_and_logout_without_the_csrf_token_or_from_another_origin_are_refused(client: httpx.AsyncClient) -> None:
+    no_token = await client.post("/login", data={"key": VIEWER_KEY, "next": "/drift"})
+    assert no_token.status_code == 403 and COOKIE not in no_token.cookies
+    csrf = await _csrf(client)
+    wrong = await client.post("/login", data={"key": VIEWER_KEY, "next": "/drift", "csrf": csrf + "x"})
+    assert wrong.status_code == 403
+    foreign = await client.post(
+        "/login", data={"key": VIEWER_KEY, "next": "/drift", "csrf": csrf}, headers={"Origin": "https://evil.example"}
+    )
+    assert foreign.status_code == 403 and COOKIE not in foreign.cookies
+    cross_site = await client.post(
+        "/login", data={"key": VIEWER_KEY, "next": "/drift", "csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site", "Origin": "null"}
+    )
+    assert cross_site.status_code == 403
+    good = await client.post("/login", data={"key": VIEWER_KEY, "next": "/drift", "csrf": csrf}, headers={"Origin": "http://dash.test"})
+    assert good.status_code == 303
+    # a cross-site sign-out cannot end the session either
+    assert (await client.post("/logout")).status_code == 403
+    assert (await client.get("/drift")).status_code == 200
+
+
+async def test_a_signed_out_session_cookie_stays_dead_on_the_server(client: httpx.AsyncClient) -> None:
+    csrf = await _csrf(client)
+    good = await client.post("/login", data={"key": VIEWER_KEY, "next": "/drift", "csrf": csrf})
+    stolen = good.cookies[COOKIE]
+    assert (await client.post("/logout", data={"csrf": csrf})).status_code == 303
+    client.cookies.set(COOKIE, stolen)  # a copy of the cookie taken before sign-out
+    assert (await client.get("/drift")).status_code == 303
+
+
+async def test_admin_revokes_every_session_of_a_principal(client: httpx.AsyncClient, seeded: Workspace) -> None:
+    csrf = await _csrf(client)
+    await client.post("/login", data={"key": VIEWER_KEY, "next": "/drift", "csrf": csrf})
+    assert (await client.get("/drift")).status_code == 200
+    no_role = await client.post("/v1/admin/sessions/revoke", json={"principal": "dash-viewer"}, headers=AUTH)
+    assert no_role.status_code == 403
+    r = await client.post(
+        "/v1/admin/sessions/revoke", json={"principal": "dash-viewer", "reason": "laptop lost"}, headers={"X-API-Key": ADMIN_KEY}
+    )
+    assert r.status_code == 200 and r.json() == {"revoked": "dash-viewer"}
+    assert (await client.get("/drift")).status_code == 303
+    entry = seeded.audit.entries(action="auth.sessions_revoked")[-1]
+    assert entry.subject == "principal:dash-viewer" and entry.payload["details"]["reason"] == "laptop lost"
+    # a new sign-in after the revocation works
+    csrf = await _csrf(client)
+    await client.post("/login", data={"key": VIEWER_KEY, "next": "/drift", "csrf": csrf})
+    assert (await client.get("/drift")).status_code == 200
+
+
+async def test_repeated_wrong_keys_lock_the_client_out_with_retry_after(client: httpx.AsyncClient) -> None:
+    csrf = await _csrf(client)
+    codes = [(await client.post("/login", data={"key": f"guess-{i}", "next": "/", "csrf": csrf})).status_code for i in range(10)]
+    assert codes == [401] * 10
+    locked = await client.post("/login", data={"key": VIEWER_KEY, "next": "/", "csrf": csrf})
+    assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
+    assert COOKIE not in locked.cookies  # even the right key waits out the lock-out
+    # the API's key check shares the lock-out for this client
+    api = await client.get("/models", headers={"Authorization": "Bearer another-guess"})
+    assert api.status_code == 429 and api.headers["content-type"].startswith("application/problem+json")
+    assert api.json()["code"] == "auth.too_many_attempts" and int(api.headers["retry-after"]) > 0
+
+
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example"])
 async def test_login_never_redirects_off_site(client: httpx.AsyncClient, target: str) -> None:
-    r = await client.post("/login", data={"key": VIEWER_KEY, "next": target})
+    csrf = await _csrf(client)
+    r = await client.post("/login", data={"key": VIEWER_KEY, "next": target, "csrf": csrf})
     assert r.status_code == 303 and r.headers["location"] == "/"
 
 

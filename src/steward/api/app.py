@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from steward._primitives import PROBLEM_MEDIA_TYPE, problem_body
 from steward.errors import StewardError
+from steward.governance.signin import AttemptLimiter
 from steward.observability.gcfreeze import freeze_long_lived
 
 if TYPE_CHECKING:
@@ -59,9 +60,16 @@ def create_app(workspace: Workspace | None = None, **state: Any) -> FastAPI:
     for key, value in state.items():
         setattr(app.state, key, value)
 
+    if not hasattr(app.state, "auth_attempts"):
+        app.state.auth_attempts = AttemptLimiter()
+
     @app.exception_handler(StewardError)
     async def _steward_error(request: Request, exc: StewardError) -> JSONResponse:
-        return JSONResponse(exc.to_problem(instance=request.url.path), status_code=exc.http_status, media_type=PROBLEM_MEDIA_TYPE)
+        retry = exc.details.get("retry_after_s")
+        headers = {"Retry-After": str(int(retry))} if isinstance(retry, int | float) else None
+        return JSONResponse(
+            exc.to_problem(instance=request.url.path), status_code=exc.http_status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

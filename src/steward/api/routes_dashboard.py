@@ -7,39 +7,51 @@ at ``/login``, which checks the key through :mod:`steward.api.auth` (constant
 time) and keeps a signed, expiring session token (never the key itself) in an
 HttpOnly, SameSite=Strict cookie. A page request without
 any credentials is redirected to ``/login``; a wrong key in a header gets 401.
+
+Sign-in is hardened (:mod:`steward.governance.signin`): the login and sign-out forms carry a CSRF token
+that must match a SameSite=Strict cookie, and a cross-origin ``Origin``/``Referer`` is refused (403);
+too many wrong keys from one client lock it out for a while (429 with ``Retry-After``); signing out
+revokes the session on the server, and ``POST /v1/admin/sessions/revoke`` ends every session of a
+principal (or everyone's) at once.
 Static files (CSS and a tiny script) are served from ``/dashboard/static``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, Field
 
-from steward.api.auth import ApiKeys, Principal, check_request, load_keys
+from steward._primitives import make_actor
+from steward.api.auth import ApiKeys, Principal, check_request, client_of, load_keys, require
 from steward.dashboard import STATIC, TEMPLATES, data
 from steward.dashboard.charts import parse_time
 from steward.errors import SpecError
 from steward.governance.access import role_allows
+from steward.governance.signin import AttemptLimiter, SessionRevocations, csrf_matches, new_csrf_token
 from steward.spec import ServingSpec
 from steward.workspace import Workspace
 
-__all__ = ["COOKIE", "router", "setup"]
+__all__ = ["COOKIE", "CSRF_COOKIE", "router", "setup"]
 
 logger = logging.getLogger(__name__)
 
 COOKIE = "steward_dashboard"
+CSRF_COOKIE = "steward_csrf"
 SESSION_TTL_S = 12 * 3600
 STATIC_PATH = "/dashboard/static"
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
+admin_router = APIRouter(prefix="/v1/admin/sessions", tags=["admin"])
 
 NAV = (
     ("/", "Overview"),
@@ -90,11 +102,43 @@ def viewer(request: Request) -> Principal:
     keys = _keys(request)
     if not keys.required or _has_header_key(request):
         return check_request(keys, request, "viewer")
-    principal = keys.session_principal(request.cookies.get(COOKIE))
-    if principal is None or not role_allows(principal.role, "viewer"):
+    session = keys.session(request.cookies.get(COOKIE))
+    if session is None or _revocations(request).is_revoked(session) or not role_allows(session.role, "viewer"):
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target)
-    return principal
+    return Principal(session.name, session.role)
+
+
+def _revocations(request: Request) -> SessionRevocations:
+    """The server-side session revocations (in the workspace's cache store, shared by replicas on Redis)."""
+    state = request.app.state
+    revocations: SessionRevocations | None = getattr(state, "session_revocations", None)
+    if revocations is None:
+        ws: Workspace | None = state.workspace
+        revocations = SessionRevocations(ws.cache_store if ws is not None else None, max_ttl_s=SESSION_TTL_S)
+        state.session_revocations = revocations
+    return revocations
+
+
+def _same_origin(request: Request) -> bool:
+    """Whether the browser says the form came from this site; with no signal either way, the CSRF token decides.
+
+    Browsers send ``Sec-Fetch-Site``; with the pages' ``Referrer-Policy: no-referrer`` their ``Origin`` is the
+    string ``null``, so that header is read only when it names a real origin.
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
+    here = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+    origin = request.headers.get("origin")
+    if origin is not None and origin != "null":
+        return origin == here
+    referer = request.headers.get("referer")
+    return referer is None or referer == here or referer.startswith(here + "/")
+
+
+def _form_is_genuine(request: Request, submitted: object) -> bool:
+    return _same_origin(request) and csrf_matches(request.cookies.get(CSRF_COOKIE), str(submitted) if submitted else None)
 
 
 def _workspace(request: Request) -> Workspace:
@@ -135,9 +179,18 @@ def _num(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def render(request: Request, template: str, *, status_code: int = 200, principal: Principal | None = None, **context: Any) -> HTMLResponse:
-    """Render a dashboard template with the common context (nav, project, who is signed in)."""
+def render(
+    request: Request,
+    template: str,
+    *,
+    status_code: int = 200,
+    principal: Principal | None = None,
+    headers: Mapping[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """Render a dashboard template with the common context (nav, project, who is signed in, the CSRF token)."""
     ws: Workspace | None = request.app.state.workspace
+    csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
     page = (
         _env()
         .get_template(template)
@@ -146,10 +199,14 @@ def render(request: Request, template: str, *, status_code: int = 200, principal
             project=ws.spec.project if ws is not None else "steward",
             principal=principal,
             now=datetime.now(UTC),
+            csrf=csrf,
             **context,
         )
     )
-    return HTMLResponse(page, status_code=status_code, headers=_HEADERS)
+    resp = HTMLResponse(page, status_code=status_code, headers={**_HEADERS, **(headers or {})})
+    if request.cookies.get(CSRF_COOKIE) != csrf:
+        resp.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/")
+    return resp
 
 
 def _safe_next(value: str | None) -> str:
@@ -176,12 +233,32 @@ async def login(request: Request) -> Response:
     form = await request.form()
     key = str(form.get("key") or "").strip()
     next_path = _safe_next(str(form.get("next") or "/"))
+    limiter: AttemptLimiter = request.app.state.auth_attempts
+    client = client_of(request)
+    wait = limiter.retry_after(client)
+    if wait is not None:
+        seconds = max(1, int(wait + 0.999))
+        return render(
+            request,
+            "login.html",
+            status_code=429,
+            headers={"Retry-After": str(seconds)},
+            next=next_path,
+            error=f"Too many wrong keys from here: try again in {seconds} s.",
+        )
+    if not _form_is_genuine(request, form.get("csrf")):
+        logger.info("dashboard sign-in refused from %s: missing or foreign CSRF token / origin", client)
+        return render(
+            request, "login.html", status_code=403, next=next_path, error="The form expired or came from another site: sign in again."
+        )
     keys = _keys(request)
     principal = keys.identify(key)
     token = keys.issue_session(key, ttl_s=SESSION_TTL_S) if principal is not None else None
     if principal is None or token is None:
-        logger.info("dashboard sign-in refused from %s", request.client.host if request.client else "?")
+        logger.info("dashboard sign-in refused from %s", client)
+        limiter.failed(client)
         return render(request, "login.html", status_code=401, next=next_path, error="That key is not valid.")
+    limiter.succeeded(client)
     resp = RedirectResponse(next_path, status_code=303)
     resp.set_cookie(
         COOKIE,
@@ -197,8 +274,14 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-def logout() -> Response:
-    """Forget the session cookie."""
+async def logout(request: Request) -> Response:
+    """End the session on the server (revoked until it would have expired) and forget the cookie."""
+    form = await request.form()
+    if not _form_is_genuine(request, form.get("csrf")):
+        return render(request, "login.html", status_code=403, next="/", error="The sign-out form came from another site.")
+    session = _keys(request).session(request.cookies.get(COOKIE))
+    if session is not None:
+        _revocations(request).revoke(session)
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return resp
@@ -276,6 +359,32 @@ def traces_page(request: Request, name: str | None = None, limit: int = 50) -> R
     return render(request, "traces.html", principal=who, data=data.traces_view(_workspace(request), limit=limit, name=name))
 
 
+class RevokeSessionsRequest(BaseModel):
+    """Whose dashboard sessions to end."""
+
+    principal: str | None = Field(default=None, description="the key's name; leave out to end everyone's sessions")
+    reason: str = ""
+
+
+def _admin(request: Request) -> Principal:
+    return require(request, "admin")
+
+
+@admin_router.post("/revoke", summary="End dashboard sessions now (one principal's, or everyone's)")
+def revoke_sessions(request: Request, body: RevokeSessionsRequest, who: Principal = Depends(_admin)) -> dict[str, Any]:
+    """Revoke every dashboard session issued until now for ``principal`` (or for everyone), and audit it."""
+    _revocations(request).revoke_all(body.principal)
+    ws: Workspace | None = request.app.state.workspace
+    if ws is not None:
+        ws.audit.append(
+            "auth.sessions_revoked",
+            f"principal:{body.principal or '*'}",
+            actor=make_actor("api", who.name),
+            details={"reason": body.reason},
+        )
+    return {"revoked": body.principal or "*"}
+
+
 def setup(app: FastAPI) -> None:
     """Mount the static files, make sure keys are loaded, and turn :class:`LoginRequired` into a redirect."""
     state = app.state
@@ -284,6 +393,9 @@ def setup(app: FastAPI) -> None:
         serving = ws.spec.serving if ws is not None else ServingSpec()
         state.api_keys = load_keys(serving.auth, ws.spec if ws is not None else None)
     app.mount(STATIC_PATH, StaticFiles(directory=str(STATIC)), name="dashboard-static")
+    app.include_router(admin_router)
+    if not hasattr(state, "auth_attempts"):  # create_app sets it; a bare FastAPI app in a test may not
+        state.auth_attempts = AttemptLimiter()
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:

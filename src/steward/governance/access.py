@@ -28,6 +28,7 @@ import hmac
 import json
 import logging
 import os
+import secrets
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, get_args
 import yaml
 
 from steward.errors import AuthError, Forbidden, SpecError
+from steward.governance.signin import Session
 from steward.spec import Role
 
 if TYPE_CHECKING:
@@ -184,11 +186,15 @@ class ApiKeys:
         principal = self.identify(key)
         if principal is None:
             return None
+        issued = now if now is not None else time.time()
         payload = {
             "n": principal.name,
             "r": principal.role,
             "k": key_digest(key).hex()[:16],
-            "e": int((now if now is not None else time.time()) + ttl_s),
+            "e": int(issued + ttl_s),
+            # the id and issue time let the server revoke this one session, or every session issued before a moment
+            "i": secrets.token_hex(8),
+            "t": issued,
         }
         body = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).rstrip(b"=")
         sig = base64.urlsafe_b64encode(hmac.new(self._session_secret(), body, hashlib.sha256).digest()).rstrip(b"=")
@@ -196,6 +202,15 @@ class ApiKeys:
 
     def session_principal(self, token: str | None, *, now: float | None = None) -> Principal | None:
         """The principal of a session token from :meth:`issue_session`, or None if forged, expired or its key is gone."""
+        session = self.session(token, now=now)
+        return Principal(session.name, session.role) if session is not None else None
+
+    def session(self, token: str | None, *, now: float | None = None) -> Session | None:
+        """The verified session of a token from :meth:`issue_session`, or None if forged, expired or its key is gone.
+
+        Revocation is checked by the caller (:class:`~steward.governance.signin.SessionRevocations`), which holds the
+        server-side state; this check needs none.
+        """
         if not token or token.count(".") != 1:
             return None
         body, _, sig = token.encode().partition(b".")
@@ -205,13 +220,14 @@ class ApiKeys:
         try:
             payload = json.loads(base64.urlsafe_b64decode(body + b"=" * (-len(body) % 4)))
             name, role, fingerprint, expires = str(payload["n"]), str(payload["r"]), str(payload["k"]), int(payload["e"])
+            session_id, issued = str(payload.get("i", "")), float(payload.get("t", 0.0))
         except (ValueError, KeyError, TypeError):
             return None
         if expires < (now if now is not None else time.time()):
             return None
         for digest, principal in self._ring:
             if digest.hex()[:16] == fingerprint and principal.name == name and principal.role == role:
-                return principal
+                return Session(principal.name, principal.role, session_id, issued, float(expires))
         return None
 
 
