@@ -102,9 +102,9 @@ async def test_readyz_before_and_after_load_and_multi_model(tmp_path: Path) -> N
         b = (await client.post("/v1/models/other/predict", json={"row": row(3)}, headers=OP)).json()
         assert (a["model"], a["version"]) == ("flights", "1") and 0 < a["prediction"] < 1
         assert (b["model"], b["version"]) == ("other", "7") and b["prediction"] == pytest.approx(0.7 + 0.001 * row(3)["dep_hour"])
-        listing = (await client.get("/v1/models", headers=VIEW)).json()
+        listing = (await client.get("/v1/serving/models", headers=VIEW)).json()
         assert {m["name"]: m["version"] for m in listing["models"]} == {"flights": "1", "other": "7"}
-        desc = (await client.get("/v1/models/flights", headers=VIEW)).json()
+        desc = (await client.get("/v1/serving/models/flights", headers=VIEW)).json()
         assert desc["champion"]["version"] == "1" and "carrier" in desc["input_schema"]["properties"]
 
 
@@ -120,8 +120,8 @@ async def test_auth_401_and_403_in_problem_json(tmp_path: Path) -> None:
         ).status_code == 401
         r = await client.post("/v1/models/flights/predict", json={"row": row()}, headers=VIEW)
         assert r.status_code == 403 and r.json()["code"] == "auth.forbidden"
-        assert (await client.get("/v1/models", headers=VIEW)).status_code == 200
-        assert (await client.get("/v1/models")).status_code == 401
+        assert (await client.get("/v1/serving/models", headers=VIEW)).status_code == 200
+        assert (await client.get("/v1/serving/models")).status_code == 401
         assert (await client.post("/v1/admin/reload", headers=OP)).status_code == 403
         assert (await client.post("/v1/admin/reload", headers=ADMIN)).status_code == 200
         # an unauthenticated request with a bad body is still a 401, not a 422
@@ -250,7 +250,16 @@ async def test_openapi_is_complete(tmp_path: Path) -> None:
     assert {"200", "401", "403", "413", "422"} <= set(predict["responses"])
     assert "PredictResponse" in spec["components"]["schemas"]
     assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
-    for path in ("/healthz", "/readyz", "/metrics", "/v1/models", "/v1/admin/rollouts/{name}/start", "/v1/models/{name}/explain"):
+    for path in (
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/models",
+        "/v1/serving/models",
+        "/v1/serving/models/{name}",
+        "/v1/admin/rollouts/{name}/start",
+        "/v1/models/{name}/explain",
+    ):
         assert path in spec["paths"]
 
 
@@ -282,7 +291,7 @@ async def test_registry_down_keeps_serving(tmp_path: Path) -> None:
         assert r.status_code == 200 and r.json()["version"] == "1"
         assert (await client.get("/readyz")).status_code == 200
         assert "steward_registry_poll_errors_total 1.0" in (await client.get("/metrics")).text
-        desc = (await client.get("/v1/models/flights", headers=VIEW)).json()
+        desc = (await client.get("/v1/serving/models/flights", headers=VIEW)).json()
         assert "unreachable" in desc["last_error"]
 
 

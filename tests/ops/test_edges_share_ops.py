@@ -134,13 +134,13 @@ async def test_describe_never_sends_exception_text(tmp_path: Path, monkeypatch: 
     ws = make_workspace(tmp_path / "p", "models:\n  m: {}")
     server = fake_server(ws)
     async with api(ws, server) as client:
-        unknown = (await client.get("/v1/models/m", headers=ADMIN)).json()
+        unknown = (await client.get("/v1/serving/models/m", headers=ADMIN)).json()
         # the registry goes away (nothing listens on its port): the loaded state is still described
         monkeypatch.setattr(mlflow.store.db.utils, "MAX_RETRY_COUNT", 1)
         storage = ws.spec.storage.model_copy(update={"tracking_uri": "postgresql://postgres@127.0.0.1:1/unreachable"})
         ws.__dict__["model_registry"] = open_model_registry(ws.spec.model_copy(update={"storage": storage}))
-        r = await client.get("/v1/models/m", headers=ADMIN)
-        missing = await client.get("/v1/models/ghost", headers=ADMIN)
+        r = await client.get("/v1/serving/models/m", headers=ADMIN)
+        missing = await client.get("/v1/serving/models/ghost", headers=ADMIN)
     assert unknown["registry"] == {"state": "not_found", "code": "not_found"} and unknown["versions"] == []
     down = r.json()
     assert r.status_code == 200 and down["champion"]["version"] == "1" and down["versions"] == [] and down["aliases"] == {}

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 ROUTER_MODULES = (
     "routes_health",
     "routes_models",
+    "routes_oip",
     "routes_admin",
     "routes_monitor",
     "routes_llm",

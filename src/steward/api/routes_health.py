@@ -240,7 +240,7 @@ def _tracer(app: FastAPI) -> Any:
 
 
 def _document_security(app: FastAPI) -> None:
-    """Declare the API-key schemes in OpenAPI for every /v1/models and /v1/admin operation.
+    """Declare the API-key schemes in OpenAPI for every served-model (/v1/models/NAME, /v1/serving, /v2/models) and /v1/admin operation.
 
     Keys are checked in the handlers (constant time, with roles), not by FastAPI security
     dependencies, which would cost a dependency resolution on every prediction.
@@ -255,7 +255,8 @@ def _document_security(app: FastAPI) -> None:
         schemes["HTTPBearer"] = {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key>"}
         schemes["APIKeyHeader"] = {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The API key"}
         for path, ops in schema.get("paths", {}).items():
-            if path.startswith(("/v1/models", "/v1/admin")):
+            # /v1/models and /v1/models/{model} are the gateway's OpenAI routes (gateway keys, not API keys)
+            if path.startswith(("/v1/models/", "/v1/serving/", "/v1/admin", "/v2/models")) and path != "/v1/models/{model}":
                 for op in ops.values():
                     if isinstance(op, dict):
                         op.setdefault("security", [{"HTTPBearer": []}, {"APIKeyHeader": []}])

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from steward._primitives import PROBLEM_MEDIA_TYPE
 from steward.errors import LimitExceeded, StewardError, ValidationFailed
-from steward.llm.gateway import METRICS, Gateway
+from steward.llm.gateway import METRICS, Gateway, UnknownModel
 
 __all__ = ["get_gateway", "router", "setup"]
 
@@ -144,10 +144,29 @@ async def embeddings(request: Request) -> Response:
     return Response(orjson.dumps(result), media_type="application/json")
 
 
-@router.get("/v1/models", response_model=None)
+def _model_object(name: str, chain: list[str]) -> dict[str, Any]:
+    # "created" is required by OpenAI's Model object; an alias has no creation time, so 0 (the epoch) says "unknown"
+    return {"id": name, "object": "model", "created": 0, "owned_by": "steward", "fallbacks": chain}
+
+
+@router.get("/v1/models", response_model=None, summary="OpenAI: list models (gateway aliases)")
 async def models(request: Request) -> Response:
-    """The aliases a key may call, as OpenAI model objects."""
+    """The aliases a key may call, as OpenAI model objects (bearer gateway key).
+
+    Served ML models are listed at ``/v1/serving/models`` (API keys) and over the Open Inference Protocol at ``/v2``.
+    """
     gw = get_gateway(request)
     gw.authenticate(request.headers.get("authorization"))
-    data = [{"id": name, "object": "model", "owned_by": "steward", "fallbacks": chain} for name, chain in sorted(gw.spec.aliases.items())]
+    data = [_model_object(name, list(chain)) for name, chain in sorted(gw.spec.aliases.items())]
     return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+
+
+@router.get("/v1/models/{model:path}", response_model=None, summary="OpenAI: retrieve a model (gateway alias)")
+async def retrieve_model(model: str, request: Request) -> Response:
+    """One alias as an OpenAI model object (bearer gateway key); 404 ``llm.unknown_model`` otherwise."""
+    gw = get_gateway(request)
+    gw.authenticate(request.headers.get("authorization"))
+    chain = gw.spec.aliases.get(model)
+    if chain is None:
+        raise UnknownModel(f"model {model!r} is not a gateway alias", hint="GET /v1/models lists the aliases")
+    return Response(orjson.dumps(_model_object(model, list(chain))), media_type="application/json")

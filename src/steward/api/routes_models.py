@@ -1,5 +1,9 @@
 """Model endpoints: list, describe, predict, explain, report outcomes.
 
+Served models are listed and described under ``/v1/serving/models``: ``GET /v1/models`` belongs to the
+OpenAI-compatible gateway (:mod:`steward.api.routes_llm`), whose clients call it with gateway keys.
+Predict, explain and outcomes stay under ``/v1/models/{name}/...`` (no gateway route takes those paths).
+
 Thin edge over :class:`~steward.serving.server.ModelServer` (and :func:`steward.ops.describe_model`). The predict body is
 parsed with orjson and validated by the server against the model's schema (every
 bad field named, 422 problem+json) instead of through a generic pydantic model:
@@ -34,7 +38,7 @@ M = TypeVar("M", bound=BaseModel)
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(tags=["models"])
 
 
 class PredictRequest(BaseModel):
@@ -119,7 +123,7 @@ async def read_json(request: Request) -> dict[str, Any]:
     return data
 
 
-@router.get("", summary="Served models")
+@router.get("/v1/serving/models", summary="Served models")
 async def list_models(request: Request) -> dict[str, Any]:
     """Every served model with its loaded versions and rollout state (role: viewer)."""
     require(request, "viewer")
@@ -127,7 +131,7 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {"models": server.listing(), "ready": server.ready}
 
 
-@router.get("/{name}", summary="One model: versions, aliases, schema, rollout", responses={404: _ERRORS[404]})
+@router.get("/v1/serving/models/{name}", summary="One model: versions, aliases, schema, rollout", responses={404: _ERRORS[404]})
 async def describe_model(name: str, request: Request) -> Response:
     """Loaded versions, registry versions and aliases, input schema and rollout state (role: viewer).
 
@@ -141,7 +145,7 @@ async def describe_model(name: str, request: Request) -> Response:
 
 
 @router.post(
-    "/{name}/predict",
+    "/v1/models/{name}/predict",
     summary="Predict for one row or many",
     response_model=None,
     responses={200: {"model": PredictResponse}, **_ERRORS},
@@ -203,7 +207,7 @@ async def run_predict(
 
 
 @router.post(
-    "/{name}/explain",
+    "/v1/models/{name}/explain",
     summary="Local attributions for one row",
     response_model=None,
     responses={200: {"model": ExplainResponse}, **_ERRORS},
@@ -220,7 +224,7 @@ async def explain(name: str, request: Request) -> Response:
 
 
 @router.post(
-    "/{name}/outcomes",
+    "/v1/models/{name}/outcomes",
     summary="Report an outcome of an A/B request",
     response_model=None,
     responses={200: {"description": "The variant the outcome was counted against"}, **_ERRORS},
@@ -287,7 +291,7 @@ class PredictFastPath:
     def __init__(self, app: ASGIApp, *, fastapi_app: FastAPI) -> None:
         self.app = app
         self.fastapi_app = fastapi_app
-        # the route object whose template the metrics and spans name (this module's router carries the prefix)
+        # the route object whose template the metrics and spans name
         self.route: Any = next(
             (
                 r

@@ -168,11 +168,20 @@ class PredictPath:
             out[i] = {**{k: v for k, v in (feats or {}).items() if k in names or k in keys}, **rows[i]}
         return out
 
-    async def predict(self, name: str, rows: list[Any], *, key: str | None = None, request_id: str | None = None) -> PredictResult:
+    async def predict(
+        self, name: str, rows: list[Any], *, key: str | None = None, request_id: str | None = None, version: str | None = None
+    ) -> PredictResult:
         """Validate, route, batch, predict, log.
 
+        Args:
+            name: The served model.
+            rows: Feature → value mappings.
+            key: Sticky routing key.
+            request_id: Logged with each prediction (default: a fresh one).
+            version: Serve exactly this loaded version (champion or challenger) instead of routing by the rollout.
+
         Raises:
-            NotFound: the model is not served.
+            NotFound: the model is not served, or ``version`` is not loaded.
             BackendUnavailable: the model is not loaded yet (503).
             ValidationFailed: rows do not match the model's schema (422, every bad field named).
             LimitExceeded: more rows than ``serving.max_rows``.
@@ -194,6 +203,8 @@ class PredictPath:
         r: Route = route(m.policy, key, self._rng.random()) if m.policy.mode != "none" else Route("champion")
         slot = m.challenger if r.serve == "challenger" and m.challenger is not None else champion
         label = r.variant_label if slot is not m.champion or r.serve == "champion" else "champion"
+        if version is not None and slot.version != version:
+            r, slot, label = _pinned(m, version)
         raw = rows
         if m.spec.entity_keys:
             rows = await self.fill_online(m, slot, rows)
@@ -204,6 +215,8 @@ class PredictPath:
         try:
             scores = await slot.batcher.submit(x)
         except BatcherClosed:
+            if version is not None:  # the pinned version was swapped out under this request
+                raise _not_loaded(m, version) from None
             slot, label, rows, scores = await self._resubmit(m, r, raw, rid, t0)
         except Exception as exc:
             raise self._model_failed(m, slot, label, rid, rows, t0, exc) from exc
@@ -363,3 +376,30 @@ class PredictPath:
             raise NotFound(f"request {request_id} is not a known A/B request of {name}", code="serving.unknown_request")
         self.metrics.ab_outcomes.labels(name, variant, outcome).inc()
         return variant
+
+
+# the label a pinned request is logged and counted under, per rollout mode: (champion's, challenger's)
+_PINNED_LABELS = {"ab": ("A", "B"), "bluegreen": ("blue", "green")}
+
+
+def _pinned(m: ServedModel, version: str) -> tuple[Route, VariantSlot, str]:
+    """The route, slot and label of a request that names a loaded version (never shadowed).
+
+    Raises:
+        NotFound: neither the champion nor the challenger is that version.
+    """
+    champion_label, challenger_label = _PINNED_LABELS.get(m.policy.mode, ("champion", "challenger"))
+    if m.champion is not None and m.champion.version == version:
+        return Route("champion", variant_label=champion_label), m.champion, champion_label
+    if m.challenger is not None and m.challenger.version == version:
+        return Route("challenger", variant_label=challenger_label), m.challenger, challenger_label
+    raise _not_loaded(m, version)
+
+
+def _not_loaded(m: ServedModel, version: str) -> NotFound:
+    loaded = [s.version for s in (m.champion, m.challenger) if s is not None]
+    return NotFound(
+        f"version {version} of model {m.name} is not loaded",
+        code="serving.version_not_loaded",
+        hint=f"loaded: {', '.join(loaded) or 'none'}",
+    )

@@ -328,6 +328,14 @@ class NativeRuntime:
         """Validated rows → the float matrix :meth:`predict` takes."""
         return rows_to_matrix(self.schema, rows)
 
+    @property
+    def task(self) -> str:
+        """``binary`` (scores are positive-class probabilities), ``multiclass`` (labels) or ``regression`` (values)."""
+        if not self._is_classifier:
+            return "regression"
+        classes = getattr(self.model, "classes_", None)
+        return "multiclass" if classes is not None and len(classes) > 2 else "binary"
+
     def predict(self, frame: Any) -> np.ndarray:
         """One score per row: the positive-class probability for binary classifiers, else the prediction."""
         if self._booster is not None and type(self.model).__name__ == "Booster":
