@@ -337,6 +337,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         wanted = _requested_outputs(body, params)
         m, slot = _slot(server, name, version)
         rows = rows_from_tensors(slot.runtime.schema, tensors, features_optional=bool(m.spec.entity_keys))
+        _check_outputs(wanted, _task(slot))  # before the model runs: a refused request costs no prediction
         key = params.get("key") or request.headers.get("x-steward-key")
         rid = request.scope.get("state", {}).get("request_id")
         try:
@@ -348,15 +349,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     tensors_out = encode_outputs(task, result.predictions)
     names = list(tensors_out) if not wanted else list(wanted)
     all_binary = bool(params.get("binary_data_output", False))
-    unknown = [n for n in names if n not in tensors_out]
-    if unknown:
-        known = ", ".join(output_names(task))
-        raise tensor_errors(
-            [
-                {"field": f"outputs.{n}", "message": f"not an output of this model (outputs: {known})", "type": "value_error"}
-                for n in unknown
-            ]
-        )
+    _check_outputs({n: False for n in names if n not in tensors_out}, task, list(tensors_out))
     out: dict[str, Any] = {
         "model_name": name,
         "model_version": result.version,
@@ -378,6 +371,15 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     return Response(
         head + b"".join(tails), media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(len(head))}
     )
+
+
+def _check_outputs(wanted: dict[str, bool], task: str, known: list[str] | None = None) -> None:
+    """Refuse outputs the model does not return (400 naming each)."""
+    known = known if known is not None else output_names(task)
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        message = f"not an output of this model (outputs: {', '.join(known)})"
+        raise tensor_errors([{"field": f"outputs.{n}", "message": message, "type": "value_error"} for n in unknown])
 
 
 def _requested_outputs(body: dict[str, Any], params: dict[str, Any]) -> dict[str, bool]:
