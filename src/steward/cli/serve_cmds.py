@@ -70,7 +70,7 @@ def serve(
         float, typer.Option(min=0.05, help="Python GIL switch interval: the event loop waits at most this long for a busy worker thread.")
     ] = 0.5,
 ) -> None:
-    """Serve the Steward API: models under /v1/models, the OpenAI-compatible LLM gateway under /v1."""
+    """Serve the Steward API: models under /v1/models/NAME and /v2 (Open Inference Protocol), the OpenAI-compatible LLM gateway under /v1."""
     import importlib.util
     import logging
     import sys

@@ -119,7 +119,7 @@ class InputSchema:
         return InputSchema(self.fields, self.allowed_extra | frozenset(n for n in names if n), self.codes)
 
     def to_json_schema(self) -> dict[str, Any]:
-        """A JSON Schema of one row (for ``/v1/models/{name}`` and clients)."""
+        """A JSON Schema of one row (for ``/v1/serving/models/{name}`` and clients)."""
         props: dict[str, Any] = {}
         for f in self.fields:
             t: Any = {"number": "number", "integer": "integer", "string": "string", "boolean": "boolean"}[f.kind]
@@ -297,7 +297,7 @@ class NativeRuntime:
         name: Registered model name.
         version: Registry version.
         schema: Input schema; default: numeric fields from the model's feature names.
-        info: Registry metadata (:class:`~steward.backends.base.ModelMetadata` or a dict), kept for ``/v1/models/{name}``.
+        info: Registry metadata (:class:`~steward.backends.base.ModelMetadata` or a dict), kept for ``/v1/serving/models/{name}``.
     """
 
     model: Any
