@@ -13,6 +13,8 @@ import pytest
 from serving_helpers import FakeRegistry, FakeRuntime, native_runtime, row
 from test_api_serving import ADMIN, OP, VIEW, Written, build, fake_registry, running, wait_ready
 
+from steward.api._oip_tensors import encode_outputs, output_metadata
+
 pytestmark = pytest.mark.anyio
 
 
@@ -249,3 +251,35 @@ async def test_not_loaded_is_503_and_openapi_documents_the_routes(tmp_path: Path
     for path in ("/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/versions/{version}/infer"):
         assert path in spec["paths"]
     assert {"InferenceResponse", "ModelMetadata", "ServerMetadata"} <= set(spec["components"]["schemas"])
+
+
+async def test_ab_sticky_field_tensor_routes_like_the_native_field(tmp_path: Path) -> None:
+    reg = FakeRegistry()
+    reg.add("m", "1", lambda: FakeRuntime("m", "1", offset=0.1), "champion")
+    reg.add("m", "2", lambda: FakeRuntime("m", "2", offset=0.9), "challenger")
+    app, _server = build(tmp_path, reg, {"m": {"rollout": {"mode": "ab", "weight": 50, "sticky_key": "user", "auto": False}}})
+    async with running(app) as client:
+        await wait_ready(client)
+        assert (await client.post("/v1/admin/rollouts/m/start", headers=ADMIN)).status_code == 200
+        variants = set()
+        for i in range(20):
+            user = f"user{i}"
+            native = (await client.post("/v1/models/m/predict", json={"row": {**row(i), "user": user}}, headers=OP)).json()
+            body = infer_body([row(i)])
+            body["inputs"].append({"name": "user", "datatype": "BYTES", "shape": [1], "data": [user]})
+            out = (await client.post("/v2/models/m/infer", json=body, headers=OP)).json()
+            assert (out["parameters"]["variant"], out["model_version"]) == (native["variant"], native["version"])
+            variants.add(out["parameters"]["variant"])
+        assert variants == {"A", "B"}
+
+
+def test_output_naming_fits_every_task() -> None:
+
+    binary = encode_outputs("binary", [0.2, 0.7])
+    assert binary["probability"]["data"] == [0.2, 0.7] and binary["label"]["data"] == [0, 1]
+    multi = encode_outputs("multiclass", [[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]])
+    assert multi["probabilities"]["shape"] == [2, 3] and multi["probabilities"]["data"][:3] == [0.1, 0.7, 0.2]
+    assert multi["label"]["data"] == [1, 0]
+    assert encode_outputs("regression", [3.5])["value"] == {"name": "value", "datatype": "FP64", "shape": [1], "data": [3.5]}
+    assert [o["name"] for o in output_metadata("multiclass", 3)] == ["probabilities", "label"]
+    assert output_metadata("multiclass", 3)[0]["shape"] == [-1, 3]

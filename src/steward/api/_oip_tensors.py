@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,13 +201,16 @@ def decode_inputs(body: Mapping[str, Any], binary: bytes = b"") -> list[Tensor]:
     return out
 
 
-def rows_from_tensors(schema: InputSchema, tensors: Sequence[Tensor], *, features_optional: bool = False) -> list[dict[str, Any]]:
+def rows_from_tensors(
+    schema: InputSchema, tensors: Sequence[Tensor], *, features_optional: bool = False, extra: Collection[str] = ()
+) -> list[dict[str, Any]]:
     """One row per element: ``{feature: value}``; NaN becomes a missing value, as a JSON null does natively.
 
     Args:
         schema: The model's input schema (its fields, plus accepted extras such as entity keys).
         tensors: The decoded request tensors.
         features_optional: Missing feature tensors are allowed (entity-keyed models: the online store fills them).
+        extra: Further tensors accepted as row fields (the rollout's sticky key field, which routes and is no input).
 
     Raises:
         ValidationFailed: an unknown or missing tensor, a datatype the field cannot take, a shape that is not
@@ -219,7 +222,7 @@ def rows_from_tensors(schema: InputSchema, tensors: Sequence[Tensor], *, feature
     for t in tensors:
         where = f"inputs.{t.name}"
         kind = kinds.get(t.name)
-        if kind is None and t.name not in schema.allowed_extra:
+        if kind is None and t.name not in schema.allowed_extra and t.name not in extra:
             errors.append(_err(where, f"not an input of this model (inputs: {', '.join(schema.names)})", "extra_forbidden"))
         elif kind is not None and t.datatype not in _ACCEPTS[kind]:
             want = KIND_DATATYPE[kind]

@@ -336,7 +336,8 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
             raise tensor_errors([{"field": "parameters", "message": "must be an object", "type": "type_error"}])
         wanted = _requested_outputs(body, params)
         m, slot = _slot(server, name, version)
-        rows = rows_from_tensors(slot.runtime.schema, tensors, features_optional=bool(m.spec.entity_keys))
+        sticky = (m.sticky_key,) if m.sticky_key else ()
+        rows = rows_from_tensors(slot.runtime.schema, tensors, features_optional=bool(m.spec.entity_keys), extra=sticky)
         _check_outputs(wanted, _task(slot))  # before the model runs: a refused request costs no prediction
         key = params.get("key") or request.headers.get("x-steward-key")
         rid = request.scope.get("state", {}).get("request_id")
