@@ -283,3 +283,19 @@ def test_output_naming_fits_every_task() -> None:
     assert encode_outputs("regression", [3.5])["value"] == {"name": "value", "datatype": "FP64", "shape": [1], "data": [3.5]}
     assert [o["name"] for o in output_metadata("multiclass", 3)] == ["probabilities", "label"]
     assert output_metadata("multiclass", 3)[0]["shape"] == [-1, 3]
+
+
+async def test_wrong_keys_lock_the_client_out_with_retry_after(tmp_path: Path) -> None:
+    app, _server = build(tmp_path, fake_registry(), {"flights": {}})
+    async with running(app) as client:
+        await wait_ready(client)
+        codes = [
+            (
+                await client.post("/v2/models/flights/infer", json=infer_body([row(0)]), headers={"Authorization": f"Bearer guess{i}"})
+            ).status_code
+            for i in range(10)
+        ]
+        assert set(codes) == {401}
+        r = await client.post("/v2/models/flights/infer", json=infer_body([row(0)]), headers=OP)  # even a good key, for a while
+        assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+        assert r.json()["code"] == "auth.too_many_attempts" and "wait" in r.json()["error"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec
 
@@ -173,8 +174,12 @@ def _oip_errors(handler: Callable[P, Awaitable[Response]]) -> Callable[P, Awaita
             return await handler(*args, **kwargs)
         except StewardError as exc:
             status = 400 if exc.http_status == 422 else exc.http_status
-            message = f"{exc.message} ({exc.hint})" if exc.hint and exc.http_status in (401, 403, 404, 503) else exc.message
-            return _json({"error": message, "code": exc.code}, status)
+            message = f"{exc.message} ({exc.hint})" if exc.hint and exc.http_status in (401, 403, 404, 429, 503) else exc.message
+            response = _json({"error": message, "code": exc.code}, status)
+            retry = exc.details.get("retry_after_s")  # a locked-out client (too many wrong keys) is told when to come back
+            if isinstance(retry, int | float):
+                response.headers["Retry-After"] = str(max(1, math.ceil(retry)))
+            return response
 
     return wrapped
 
