@@ -350,7 +350,8 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
             result = await server.predict(name, rows, key=None if key is None else str(key), request_id=rid, version=version)
         except ValidationFailed as exc:
             raise rename_row_errors(exc) from None
-    answered = slot if slot.version == result.version else _slot(server, name, result.version)[1]
+    # the slot that answered names the outputs (a canary's challenger may have; a swap since then keeps the routed one)
+    answered = next((x for x in (m.champion, m.challenger) if x is not None and x.version == result.version), slot)
     task = _task(answered)
     tensors_out = encode_outputs(task, result.predictions)
     names = list(tensors_out) if not wanted else list(wanted)
