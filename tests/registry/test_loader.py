@@ -9,10 +9,9 @@ import pytest
 from _train_synth import make_frame, make_workspace, training_set
 
 from steward.errors import DataError
+from steward.modeling import load_native, prediction_hash, score_frame
 from steward.registry import build_manifest, load_verified_model, verify_artifacts
-from steward.training import score_frame, train_model
-from steward.training.estimators import load_native
-from steward.training.metrics import prediction_hash
+from steward.training import train_model
 
 
 def test_verify_artifacts_names_changed_missing_and_unexpected(tmp_path: Path) -> None:

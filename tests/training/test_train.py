@@ -15,9 +15,9 @@ from _train_synth import FEATURES, make_frame, make_workspace, training_set
 from steward.data.lake import TableRef
 from steward.errors import SpecError, ValidationFailed
 from steward.features.training_set import TrainingSet
+from steward.modeling import encode, fit_encoding, score_frame, split_by_time
 from steward.spec import SplitSpec
-from steward.training import reproduce, score_frame, train, train_model
-from steward.training.dataset import encode, fit_encoding, split_by_time
+from steward.training import reproduce, train, train_model
 from steward.training.reproducibility import environment_hash, git_info
 from steward.workspace import Workspace
 
@@ -205,7 +205,7 @@ def test_sklearn_estimator_is_logged_with_skops_and_loads_verified(tmp_path: Pat
     assert type(model).__name__ == "Pipeline"
     assert info.flavors["sklearn"]["serialization_format"] == "skops"
     valid = ts.frame.filter(pl.col("time_hour") >= pl.lit("2013-10-01").str.to_datetime(time_zone="UTC"))
-    from steward.training.metrics import prediction_hash
+    from steward.modeling import prediction_hash
 
     assert prediction_hash(score_frame(model, info, valid.sort("time_hour", "flight_id"))) == res.prediction_hash
 

@@ -252,9 +252,9 @@ class _Runner:
         """Build and store the challenger's reference profile so monitoring can compare windows with it later."""
         import polars as pl
 
+        from steward.modeling import score_frame
         from steward.monitoring import build_reference_profile, store_profile
         from steward.registry import load_verified_model
-        from steward.training.core import score_frame
 
         mspec = self.ws.spec.monitoring
         frame = ts.frame

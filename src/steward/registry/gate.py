@@ -40,11 +40,20 @@ import polars as pl
 from steward._primitives import resolve_actor, utcnow
 from steward.errors import Conflict, GateFailed, NotFound
 from steward.governance.audit import file_ref
+from steward.modeling import (
+    HIGHER_IS_BETTER,
+    compute_metrics,
+    encode,
+    fairness_report,
+    is_non_inferior,
+    label_array,
+    model_encoding,
+    predict_proba,
+    score_frame,
+    slice_metrics,
+)
 from steward.registry.loader import load_verified_model
 from steward.registry.versions import CHALLENGER, CHAMPION, get_alias_version, get_model_version
-from steward.training.dataset import FeatureEncoding, encode
-from steward.training.estimators import predict_proba
-from steward.training.metrics import HIGHER_IS_BETTER, compute_metrics, fairness_report, is_non_inferior, slice_metrics
 
 if TYPE_CHECKING:
     from steward.spec import ModelSpec
@@ -107,7 +116,7 @@ class GateVerdict:
 
 def measure_latency(models: list[tuple[Any, Any]], batch: pl.DataFrame, repeats: int) -> list[float]:
     """p99 latency (ms) of scoring ``batch`` (raw rows) once per model, interleaved to share noise."""
-    prepared = [(m, encode(batch, FeatureEncoding.from_dict(info.metadata["steward"]["encoding"]))) for m, info in models]
+    prepared = [(m, encode(batch, model_encoding(info))) for m, info in models]
     for m, x in prepared:  # warm-up: first calls pay one-off costs
         predict_proba(m, x)
     times: list[list[float]] = [[] for _ in prepared]
@@ -237,13 +246,13 @@ def run_gate(ws: Workspace, name: str | None = None, *, version: int | None = No
     frame = _validation_frame(ws, run_id)
     model_c, info_c = load_verified_model(ws, name, version)
     label = info_c.metadata["steward"]["label"]
-    y = frame[label].cast(pl.Int64).to_numpy().astype(int)
-    p_c = predict_proba(model_c, encode(frame, FeatureEncoding.from_dict(info_c.metadata["steward"]["encoding"])))
+    y = label_array(frame, label)
+    p_c = score_frame(model_c, info_c, frame)
     p_h = None
     models = [(model_c, info_c)]
     if champion is not None:
         model_h, info_h = load_verified_model(ws, name, champion)
-        p_h = predict_proba(model_h, encode(frame, FeatureEncoding.from_dict(info_h.metadata["steward"]["encoding"])))
+        p_h = score_frame(model_h, info_h, frame)
         models.append((model_h, info_h))
     batch = frame.head(ms.gate.batch_size)
     if batch.height < ms.gate.batch_size:

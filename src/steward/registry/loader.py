@@ -1,7 +1,7 @@
 """Download a registered model, verify its SHA-256 manifest, then load it natively.
 
 Nothing is deserialized before every file matches the manifest recorded at
-registration, and nothing is ever unpickled (see :mod:`steward.training.estimators`).
+registration, and nothing is ever unpickled (see :mod:`steward.modeling.estimators`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from steward.errors import DataError, NotFound
+from steward.modeling import load_native, resolve_estimator
 from steward.registry.manifest import verify_artifacts
 from steward.registry.versions import get_alias_version, get_model_version
-from steward.training.estimators import load_native, resolve_estimator
 
 if TYPE_CHECKING:
     from steward.backends.base import ModelMetadata
@@ -51,7 +51,7 @@ def load_verified_model(ws: Workspace, name: str, alias: str | int = "champion")
     Returns:
         ``(model, model_info)``: a ``lightgbm.Booster`` or scikit-learn estimator,
         and its :class:`~steward.backends.base.ModelMetadata` (``model_info.metadata["steward"]``
-        holds the feature encoding; see :func:`steward.training.score_frame`).
+        holds the feature encoding; see :func:`steward.modeling.score_frame`).
 
     Raises:
         NotFound: no such model, alias or version.

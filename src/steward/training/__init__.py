@@ -5,17 +5,13 @@ imported inside the functions that use them; runs are tracked through the worksp
 """
 
 from steward.training.cards import read_card
-from steward.training.core import ReproduceResult, TrainResult, reproduce, score_frame, train, train_model
-from steward.training.dataset import FeatureEncoding, encode
+from steward.training.core import ReproduceResult, TrainResult, reproduce, train, train_model
 
 __all__ = [
-    "FeatureEncoding",
     "ReproduceResult",
     "TrainResult",
-    "encode",
     "read_card",
     "reproduce",
-    "score_frame",
     "train",
     "train_model",
 ]

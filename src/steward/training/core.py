@@ -25,10 +25,25 @@ import polars as pl
 from steward._primitives import Progress, report_progress, resolve_actor, utcnow
 from steward.backends.base import tracked_run
 from steward.errors import NotFound, NotReproducible, ValidationFailed
+from steward.modeling import (
+    METRICS,
+    EstimatorRef,
+    FeatureEncoding,
+    compute_metrics,
+    encode,
+    fairness_report,
+    fit,
+    fit_encoding,
+    label_array,
+    log_native,
+    predict_proba,
+    prediction_hash,
+    resolve_estimator,
+    slice_metrics,
+    sort_for_training,
+    split_by_time,
+)
 from steward.spec import FairnessSpec, ModelSpec, SplitSpec
-from steward.training.dataset import FeatureEncoding, encode, fit_encoding, sort_for_training, split_by_time
-from steward.training.estimators import EstimatorRef, fit, log_native, predict_proba, resolve_estimator
-from steward.training.metrics import METRICS, compute_metrics, fairness_report, prediction_hash, slice_metrics
 from steward.training.reproducibility import environment_hash, git_info
 
 if TYPE_CHECKING:
@@ -36,7 +51,7 @@ if TYPE_CHECKING:
     from steward.features.training_set import TrainingSet
     from steward.workspace import Workspace
 
-__all__ = ["ReproduceResult", "TrainResult", "reproduce", "score_frame", "train", "train_model"]
+__all__ = ["ReproduceResult", "TrainResult", "reproduce", "train", "train_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,13 +161,6 @@ def _check_columns(ts: TrainingSet, ms: ModelSpec) -> None:
         )
 
 
-def _labels(frame: pl.DataFrame, label: str) -> np.ndarray:
-    y = frame[label].cast(pl.Int64).to_numpy()
-    if np.isnan(y.astype("float64")).any():
-        raise ValidationFailed(f"label {label!r} has nulls", details={"errors": [label]})
-    return y.astype(int)
-
-
 def _flat_params(params: dict[str, Any]) -> dict[str, str]:
     return {str(k)[:250]: str(v)[:6000] for k, v in params.items()}
 
@@ -208,8 +216,8 @@ def train_model(
     train_df, valid_df, cut = split_by_time(frame, training_set.event_time, ms.split)
     encoding = fit_encoding(train_df, features, categorical)
     cat_features = list(encoding.categorical)
-    x_train, y_train = encode(train_df, encoding), _labels(train_df, training_set.label)
-    x_valid, y_valid = encode(valid_df, encoding), _labels(valid_df, training_set.label)
+    x_train, y_train = encode(train_df, encoding), label_array(train_df, training_set.label)
+    x_valid, y_valid = encode(valid_df, encoding), label_array(valid_df, training_set.label)
     if len(np.unique(y_train)) < 2:
         raise ValidationFailed("the training rows hold a single class", hint="widen the training period", details={"errors": ["label"]})
 
@@ -426,9 +434,9 @@ def _search(
         metric=ms.metric,
         categorical=list(encoding.categorical),
         x_fit=encode(fit_df, encoding),
-        y_fit=_labels(fit_df, training_set.label),
+        y_fit=label_array(fit_df, training_set.label),
         x_val=encode(val_df, encoding),
-        y_val=_labels(val_df, training_set.label),
+        y_val=label_array(val_df, training_set.label),
     )
     _say(progress, f"searching {ms.search.n_trials} trials on {ms.search.engine} (inner validation from {inner_cut})")
     result = run_search(ms.search, data, storage_dir=ws.root / "ray_results")
@@ -601,15 +609,3 @@ def reproduce(ws: Workspace, run_id: str, *, builder: Builder | None = None, pro
         env_hash_now=env_now,
         metrics=result.metrics,
     )
-
-
-def score_frame(model: Any, model_info: Any, frame: pl.DataFrame | Any) -> np.ndarray:
-    """Positive-class probabilities of a loaded model for raw feature rows (Polars or pandas).
-
-    Uses the feature encoding stored with the model, so serving encodes
-    exactly as training did.
-    """
-    meta = (getattr(model_info, "metadata", None) or {}).get("steward")
-    if not meta:
-        raise NotFound("the model has no Steward metadata (feature encoding)", hint="only models trained by Steward can be scored")
-    return predict_proba(model, encode(frame, FeatureEncoding.from_dict(meta["encoding"])))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
-from steward.training.estimators import EstimatorRef
+from steward.modeling import EstimatorRef
 
 __all__ = ["feature_importance"]
 

@@ -18,9 +18,8 @@ import pandas as pd  # type: ignore[import-untyped]
 
 from steward._extras import optional_import
 from steward.errors import SpecError
+from steward.modeling import HIGHER_IS_BETTER, EstimatorRef, compute_metrics, fit, predict_proba
 from steward.spec import SearchParamSpec, SearchSpec
-from steward.training.estimators import EstimatorRef, fit, predict_proba
-from steward.training.metrics import HIGHER_IS_BETTER, compute_metrics
 
 __all__ = ["SearchData", "SearchResult", "run_search"]
 

@@ -1,4 +1,4 @@
-"""From a :class:`TrainingSet` to model matrices: the time split and the feature encoding.
+"""From labelled rows to model matrices: the time split, the feature encoding and the label array.
 
 The encoding is part of the model: categorical columns become integer codes
 over the training vocabulary (unknown or null → NaN), numeric columns become
@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 import polars as pl
 
 from steward.errors import ValidationFailed
 from steward.spec import SplitSpec
 
-__all__ = ["FeatureEncoding", "encode", "fit_encoding", "sort_for_training", "split_by_time"]
+__all__ = ["FeatureEncoding", "encode", "fit_encoding", "label_array", "sort_for_training", "split_by_time"]
 
 logger = logging.getLogger(__name__)
 
@@ -151,3 +152,15 @@ def encode(frame: pl.DataFrame | pd.DataFrame, encoding: FeatureEncoding) -> pd.
             exprs.append(pl.col(name).cast(pl.Float64).alias(name))
     out = df.select(exprs).to_pandas()
     return out.astype("float64")
+
+
+def label_array(frame: pl.DataFrame, label: str) -> np.ndarray:
+    """The label column as the integer array estimators and metrics take (binary classification: 0/1).
+
+    Raises:
+        ValidationFailed: the label has nulls.
+    """
+    y = frame[label].cast(pl.Int64).to_numpy()
+    if np.isnan(y.astype("float64")).any():
+        raise ValidationFailed(f"label {label!r} has nulls", details={"errors": [label]})
+    return y.astype(int)
