@@ -40,8 +40,8 @@ def seed_registry(ws: Workspace, template_db: Path | None = None) -> None:
     """
     from mlflow import MlflowClient
 
+    from steward.registry.cards import write_card
     from steward.registry.versions import CHALLENGER, CHAMPION, set_alias
-    from steward.training.cards import write_card
 
     if template_db is not None:
         shutil.copy(template_db, ws.root / "mlflow.db")

@@ -171,8 +171,7 @@ def card_cmd(
     from rich.markdown import Markdown
 
     from steward.errors import NotFound
-    from steward.registry import get_alias_version, resolve_version
-    from steward.training import read_card
+    from steward.registry import get_alias_version, read_card, resolve_version
 
     ws = workspace()
     name, _, alias = ref.partition("@")

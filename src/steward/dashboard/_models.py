@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from steward.dashboard._common import guard, no_rows
 from steward.errors import NotFound
-from steward.registry import alias_history, latest_gate_verdict, list_models
-from steward.training import read_card
+from steward.registry import alias_history, latest_gate_verdict, list_models, read_card
 
 if TYPE_CHECKING:
     from steward.workspace import Workspace

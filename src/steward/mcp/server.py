@@ -33,8 +33,8 @@ from steward._primitives import PROBLEM_MEDIA_TYPE, make_actor, problem_body
 from steward.errors import ValidationFailed
 from steward.governance.access import ROLES, ApiKeys, bearer_token, load_keys
 from steward.llm.agent.gate import ToolGate
+from steward.registry import read_card
 from steward.tools.registry import Tool, ToolContext
-from steward.training import read_card
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer

@@ -52,6 +52,7 @@ from steward.modeling import (
     score_frame,
     slice_metrics,
 )
+from steward.registry.cards import card_paths, log_card, write_card
 from steward.registry.loader import load_verified_model
 from steward.registry.versions import CHALLENGER, CHAMPION, get_alias_version, get_model_version
 
@@ -59,9 +60,12 @@ if TYPE_CHECKING:
     from steward.spec import ModelSpec
     from steward.workspace import Workspace
 
-__all__ = ["GateCheck", "GateVerdict", "gate_history", "measure_latency", "run_gate"]
+__all__ = ["VALIDATION_ARTIFACT", "GateCheck", "GateVerdict", "gate_history", "measure_latency", "run_gate"]
 
 logger = logging.getLogger(__name__)
+
+VALIDATION_ARTIFACT = "validation/validation.parquet"
+"""Where training stores a version's validation rows with its run: the rows the gate scores both models on."""
 
 
 @dataclass
@@ -210,8 +214,6 @@ def _checks(
 
 
 def _validation_frame(ws: Workspace, run_id: str) -> pl.DataFrame:
-    from steward.training.core import VALIDATION_ARTIFACT
-
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = ws.tracker.download_artifact(run_id, VALIDATION_ARTIFACT, Path(tmp))
@@ -326,15 +328,11 @@ def _record(ws: Workspace, verdict: GateVerdict) -> None:
         verdict.model_name, verdict.challenger_version, "steward.gate", "passed" if verdict.passed else "failed"
     )
     if card is not None:
-        from steward.training.cards import log_card
-
         log_card(ws, verdict.run_id, verdict.model_name, verdict.challenger_version)
 
 
 def _write_card_verdict(ws: Workspace, verdict: GateVerdict, body: dict[str, Any]) -> tuple[Path, Path] | None:
     """Add the verdict to the challenger's card; return its ``(markdown, json)`` paths, or None without a card."""
-    from steward.training.cards import card_paths, write_card
-
     _, js = card_paths(ws, verdict.model_name, verdict.challenger_version)
     if not js.exists():
         logger.warning("no card for %s v%s; gate verdict not added to a card", verdict.model_name, verdict.challenger_version)

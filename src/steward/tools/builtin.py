@@ -25,10 +25,9 @@ from steward.errors import NotFound
 from steward.llm.gateway import cost_report
 from steward.llm.rag import retrieve
 from steward.monitoring import latest_statuses, list_actions, list_checks, list_verdicts
-from steward.registry import alias_history, list_models
+from steward.registry import alias_history, list_models, read_card
 from steward.serving.rollout import RolloutController
 from steward.tools.registry import Tool, ToolContext, ToolParams, ToolRegistry
-from steward.training import read_card
 
 if TYPE_CHECKING:
     from steward.workspace import Workspace

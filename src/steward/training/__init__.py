@@ -4,13 +4,11 @@ Heavy libraries (LightGBM, scikit-learn, Optuna, SHAP, Ray) are
 imported inside the functions that use them; runs are tracked through the workspace's run tracker (MLflow).
 """
 
-from steward.training.cards import read_card
 from steward.training.core import ReproduceResult, TrainResult, reproduce, train, train_model
 
 __all__ = [
     "ReproduceResult",
     "TrainResult",
-    "read_card",
     "reproduce",
     "train",
     "train_model",

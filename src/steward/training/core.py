@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,6 +43,7 @@ from steward.modeling import (
     sort_for_training,
     split_by_time,
 )
+from steward.registry.gate import VALIDATION_ARTIFACT
 from steward.spec import FairnessSpec, ModelSpec, SplitSpec
 from steward.training.reproducibility import environment_hash, git_info
 
@@ -58,7 +59,6 @@ logger = logging.getLogger(__name__)
 Builder = Callable[..., "TrainingSet"]
 
 CONFIG_ARTIFACT = "steward/train_config.json"
-VALIDATION_ARTIFACT = "validation/validation.parquet"
 
 
 @dataclass
@@ -320,9 +320,11 @@ def train_model(
             keep.append(ms.fairness.column)
         keep = [c for c in dict.fromkeys(keep) if c in valid_df.columns]
         with tempfile.TemporaryDirectory() as tmp:
-            vpath = Path(tmp) / "validation.parquet"
+            # stored where the gate reads it (registry.VALIDATION_ARTIFACT)
+            where = PurePosixPath(VALIDATION_ARTIFACT)
+            vpath = Path(tmp) / where.name
             valid_df.select(keep).write_parquet(vpath)
-            tracker.log_artifact(run_id, vpath, artifact_path="validation")
+            tracker.log_artifact(run_id, vpath, artifact_path=str(where.parent))
         example = x_valid.head(5)
         metadata = {
             "steward": {
@@ -373,7 +375,7 @@ def train_model(
         # link the entry to the exact card written for this version (the gate rewrites it later
         # and records the new hash on its own entry)
         from steward.governance.audit import file_ref
-        from steward.training.cards import card_paths
+        from steward.registry.cards import card_paths
 
         outputs["card"] = file_ref(card_path, ws.spec.base_dir)
         outputs["card_json"] = file_ref(card_paths(ws, ms.name, version)[1], ws.spec.base_dir)
@@ -472,10 +474,10 @@ def _register(
     pred_hash: str,
     actor: str | None,
 ) -> tuple[int, Path]:
+    from steward.registry.cards import log_card, write_card
     from steward.registry.loader import MANIFEST_TAG
     from steward.registry.manifest import build_manifest
     from steward.registry.versions import register_version
-    from steward.training.cards import log_card, write_card
 
     with tempfile.TemporaryDirectory() as tmp:
         local = ws.model_registry.download_model(info.model_uri, Path(tmp))

@@ -2,7 +2,8 @@
 
 A card is a JSON document plus its Markdown rendering, written under
 ``ROOT/cards/NAME/vN.{md,json}`` and logged with the version's run (artifact
-path ``card/``). The gate adds its verdict to the card when it runs.
+path ``card/``). Training writes a version's card when it registers it; the gate adds its verdict
+when it runs.
 """
 
 from __future__ import annotations
