@@ -10,6 +10,8 @@ from pathlib import Path
 from monitor_helpers import NOW, flights_like, write_labels, write_log
 from prometheus_client import CollectorRegistry
 
+from steward import ops
+from steward.loop import loop_history
 from steward.monitoring import build_report, evaluate_policies, report_data
 from steward.workspace import Workspace
 
@@ -63,12 +65,14 @@ def test_report_marks_the_loops_outcomes(monitor_ws: Workspace, tmp_path: Path) 
     unfinished = create_run(md, "flights", "manual", "steward-loop", {})
     assert unfinished.finished_at is None
 
-    m = report_data(monitor_ws, model="flights")["models"]["flights"]
+    # the loop sits above monitoring: its runs come in as an argument (steward.ops.monitor_report passes them)
+    m = report_data(monitor_ws, model="flights", loop_runs=loop_history(monitor_ws, "flights"))["models"]["flights"]
     assert [r["outcome"] for r in m["loops"] if r["finished_at"]] == ["promoted", "rolled_back", "champion_kept"]
     loop_marks = [mk for mk in m["markers"] if mk["source"] == "loop"]
     assert [(mk["kind"], mk["at"]) for mk in loop_marks] == [(k, ended[k]) for k in ("promoted", "rolled_back", "champion_kept")]
     assert "canary breached its SLO" in loop_marks[1]["label"]
     # the monitor's own actions stay markers too
     assert {mk["kind"] for mk in m["markers"] if mk["source"] == "monitor"} == {a["action"] for a in m["actions"]} != set()
-    page = build_report(monitor_ws, tmp_path / "out").html.read_text()
+    assert report_data(monitor_ws, model="flights")["models"]["flights"]["loops"] == []  # without them: no loop section
+    page = ops.monitor_report(monitor_ws, tmp_path / "out").html.read_text()
     assert "Loop runs" in page and "rolled_back" in page and "v2 passed the gate" in page

@@ -74,10 +74,9 @@ def register(app: typer.Typer) -> None:
         model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model.")] = None,
     ) -> None:
         """Write the HTML report (plots inline) and the JSON report from the recorded verdicts."""
-        from steward.monitoring import build_report
+        from steward import ops
 
-        ws = workspace()
-        paths = build_report(ws, out or ws.root / "reports", model=model)
+        paths = ops.monitor_report(workspace(), out, model=model)
         console().print(f"[green]wrote[/green] {paths.html}\n[green]wrote[/green] {paths.json}")
 
     @monitor_app.command("profile")

@@ -19,7 +19,6 @@ from steward.llm.agent import Agent, scripted_spec
 from steward.llm.agent.scripted import ScriptedServer
 from steward.llm.gateway import cost_report
 from steward.llm.rag import ask, ingest
-from steward.monitoring import build_report
 from steward.registry import get_alias_version, list_models
 from steward.workspace import Workspace
 
@@ -189,7 +188,7 @@ def agent_stage(ws: Workspace, reporter: DemoReporter, summary: DemoSummary) -> 
 def summary_stage(ws: Workspace, reporter: DemoReporter, summary: DemoSummary) -> None:
     reporter.stage("Summary", "What happened, and where to look.")
     name = ws.spec.model.name
-    paths = build_report(ws, ws.root / "reports", model=name)
+    paths = ops.monitor_report(ws, model=name)
     summary.report_html = paths.html
     champion = get_alias_version(ws, name, "champion")
     versions = [m for m in list_models(ws) if getattr(m, "name", name) == name]

@@ -49,7 +49,7 @@ from steward.monitoring._profile import (
     save_profile,
     store_profile,
 )
-from steward.monitoring._report import ReportPaths, build_report, report_data
+from steward.monitoring._report import LoopRunView, ReportPaths, build_report, report_data
 from steward.monitoring._slo import DEFAULT_BURN_ALERTS, BurnAlert, SloStatus, burn_rate, evaluate_slo, quality_events, sli_events
 from steward.monitoring._stats import chi2_test, js_distance, kl_divergence, ks_test, psi, wasserstein
 from steward.monitoring._windows import LogWindow, WindowProfiler, iter_window_profiles, read_log
@@ -63,6 +63,7 @@ __all__ = [
     "DriftOptions",
     "DriftResult",
     "LogWindow",
+    "LoopRunView",
     "MonitorScheduler",
     "MonitorVerdict",
     "MonitorWindow",

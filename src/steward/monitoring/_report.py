@@ -3,8 +3,9 @@
 Everything comes from the metadata store's verdict, check and action records, so a
 report can be rebuilt at any time without touching the lake: distribution overlays
 (reference vs latest window), drift per column over time, and quality over time with
-the moments the monitor acted (its actions) and the loop acted (its runs' outcomes, from
-``loop_runs``) drawn as vertical lines.
+the moments the monitor acted (its actions) and the loop acted (its runs' outcomes) drawn as
+vertical lines. The loop sits above monitoring, so its runs come in as an argument
+(``loop_runs=steward.loop.loop_history(...)``; :func:`steward.ops.monitor_report` passes them).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import io
 import itertools
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
     from steward.workspace import Workspace
 
-__all__ = ["ReportPaths", "build_report", "report_data"]
+__all__ = ["LoopRunView", "ReportPaths", "build_report", "report_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +57,22 @@ def _parse_time(text: str | None) -> datetime | None:
         return None
 
 
-def _loop_runs(ws: Workspace, model: str | None, limit: int) -> list[dict[str, Any]]:
-    """The self-healing loop's runs (``loop_runs``), oldest first."""
-    from steward.loop import loop_history
+class LoopRunView(Protocol):
+    """What the report reads of one self-healing loop run (:class:`steward.loop.LoopRun` has it)."""
 
+    loop_id: str
+    model: str
+    trigger: str
+    state: str
+    context: dict[str, Any]
+    started_at: str
+    finished_at: str | None
+    outcome: str | None
+    reason: str | None
+
+
+def _loop_runs(loop_runs: Iterable[LoopRunView], model: str | None) -> list[dict[str, Any]]:
+    """The self-healing loop's runs as report rows, oldest first (``loop_runs`` come newest first)."""
     runs = [
         {
             "loop_id": r.loop_id,
@@ -71,7 +85,8 @@ def _loop_runs(ws: Workspace, model: str | None, limit: int) -> list[dict[str, A
             "finished_at": r.finished_at,
             "challenger_version": r.context.get("challenger_version"),
         }
-        for r in loop_history(ws, model, limit=limit)
+        for r in loop_runs
+        if model is None or r.model == model
     ]
     return list(reversed(runs))
 
@@ -91,8 +106,15 @@ def _markers(actions: list[dict[str, Any]], loops: list[dict[str, Any]]) -> list
     return out
 
 
-def report_data(ws: Workspace, *, model: str | None = None, limit: int = 200) -> dict[str, Any]:
+def report_data(ws: Workspace, *, model: str | None = None, limit: int = 200, loop_runs: Iterable[LoopRunView] = ()) -> dict[str, Any]:
     """The machine-readable report: per model, the latest verdict, the history of checks, the actions and loop runs.
+
+    Args:
+        ws: The workspace.
+        model: Only this model (default: every monitored model).
+        limit: Most recent verdicts per report.
+        loop_runs: The self-healing loop's runs, newest first (``steward.loop.loop_history(ws, model, limit=limit)``);
+            none: the report has no loop section and no loop markers.
 
     ``markers`` lists, per model, the moments to draw on the plots: the monitor's actions
     (``source: monitor``) and the loop's outcomes (``source: loop``: ``promoted``,
@@ -116,7 +138,7 @@ def report_data(ws: Workspace, *, model: str | None = None, limit: int = 200) ->
         m["latest"] = {**entry, "details": v["details"]}
     for a in list_actions(ws, model):
         slot(a["model"])["actions"].append(a)
-    for run in _loop_runs(ws, model, limit):
+    for run in _loop_runs(loop_runs, model):
         slot(run["model"])["loops"].append(run)
     for m in models.values():
         m["markers"] = _markers(m["actions"], m["loops"])
@@ -285,15 +307,19 @@ td,th{border:1px solid #ccc;padding:2px 6px}.breach{color:#b00;font-weight:bold}
 .grid{display:flex;flex-wrap:wrap;gap:6px}.row{display:flex;flex-wrap:wrap;gap:6px}img{max-width:100%}"""
 
 
-def build_report(ws: Workspace, out_dir: str | Path, *, model: str | None = None, limit: int = 200) -> ReportPaths:
+def build_report(
+    ws: Workspace, out_dir: str | Path, *, model: str | None = None, limit: int = 200, loop_runs: Iterable[LoopRunView] = ()
+) -> ReportPaths:
     """Write ``monitor-report.html`` (self-contained: plots inlined as base64 PNG) and ``monitor-report.json``.
 
     Args:
+        ws: The workspace.
         out_dir: Directory to write into (created if missing).
         model: Only this model (default: every monitored model).
         limit: Most recent verdicts per report.
+        loop_runs: The self-healing loop's runs, newest first (see :func:`report_data`).
     """
-    data = report_data(ws, model=model, limit=limit)
+    data = report_data(ws, model=model, limit=limit, loop_runs=loop_runs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "monitor-report.json"

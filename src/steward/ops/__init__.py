@@ -11,7 +11,7 @@ dataclasses; failures are :class:`~steward.errors.StewardError` subclasses with 
 * rollouts: :func:`start_rollout`, :func:`promote_rollout`, :func:`abort_rollout`,
   :func:`set_rollout_weight`, :func:`evaluate_rollout`, :func:`rollout_status`, :func:`reload_models`;
 * training: :func:`train` (registers a challenger), :func:`reproduce` (with the verdict), :func:`run_gate`;
-* monitoring and the self-healing loop: :func:`run_monitor`, :func:`run_loop`;
+* monitoring and the self-healing loop: :func:`run_monitor`, :func:`monitor_report`, :func:`run_loop`;
 * the agent: :func:`agent_role` (a run's role never exceeds its caller's).
 
 Layering: ``steward.ops`` sits above the stages (loop, monitoring, serving, registry, training,
@@ -20,7 +20,7 @@ features, data, llm) and below the edges; the agent and its tools are clients of
 
 from steward.ops._agent import agent_role
 from steward.ops._models import AliasMove, ModelDescription, describe_model, model_aliases, move_alias, promote, rollback
-from steward.ops._monitor import MonitorPass, run_loop, run_monitor
+from steward.ops._monitor import MonitorPass, monitor_report, run_loop, run_monitor
 from steward.ops._rollouts import (
     RolloutEvaluation,
     RolloutStatus,
@@ -48,6 +48,7 @@ __all__ = [
     "describe_model",
     "evaluate_rollout",
     "model_aliases",
+    "monitor_report",
     "move_alias",
     "promote",
     "promote_rollout",

@@ -1,25 +1,27 @@
-"""Monitoring and self-healing operations: one monitoring pass, the loop.
+"""Monitoring and self-healing operations: one monitoring pass, the report, the loop.
 
 ``run_monitor`` judges the latest window of the prediction log against every policy and
-records the verdicts (their actions included); ``run_loop`` carries a trigger, or the
-monitor's pending actions, through retrain → gate → rollout → promote or roll back.
+records the verdicts (their actions included); ``monitor_report`` writes the HTML and JSON
+report of the recorded verdicts with the loop's runs marked; ``run_loop`` carries a trigger,
+or the monitor's pending actions, through retrain → gate → rollout → promote or roll back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from steward.loop import LoopResult, PollingDriver, RolloutDriver, run_pending
+from steward.loop import LoopResult, PollingDriver, RolloutDriver, loop_history, run_pending
 from steward.loop import run_loop as _run_loop
-from steward.monitoring import MonitorVerdict, ReferenceProfile, evaluate_policies, logged_models
+from steward.monitoring import MonitorVerdict, ReferenceProfile, ReportPaths, build_report, evaluate_policies, logged_models
 
 if TYPE_CHECKING:
     from steward._primitives import Progress
     from steward.features.training_set import TrainingSet
     from steward.workspace import Workspace
 
-__all__ = ["MonitorPass", "run_loop", "run_monitor"]
+__all__ = ["MonitorPass", "monitor_report", "run_loop", "run_monitor"]
 
 
 class MonitorPass(Protocol):
@@ -53,6 +55,22 @@ def run_monitor(
         return monitor.run_once()
     models = [model] if model else logged_models(ws)
     return [evaluate_policies(ws, m, version=version, reference=reference) for m in models]
+
+
+def monitor_report(ws: Workspace, out_dir: str | Path | None = None, *, model: str | None = None, limit: int = 200) -> ReportPaths:
+    """Write the monitoring report (self-contained HTML with inline plots, and its JSON twin) from the recorded verdicts.
+
+    The plots mark the monitor's actions and the self-healing loop's outcomes (its ``limit`` newest runs).
+
+    Args:
+        ws: The workspace.
+        out_dir: Directory to write into (default: ``ROOT/reports``).
+        model: Only this model (default: every monitored model).
+        limit: Most recent verdicts (and loop runs) per report.
+    """
+    return build_report(
+        ws, ws.root / "reports" if out_dir is None else out_dir, model=model, limit=limit, loop_runs=loop_history(ws, model, limit=limit)
+    )
 
 
 def run_loop(
