@@ -136,7 +136,7 @@ def test_scheduler_runs_passes_in_the_background(monitor_ws: Workspace) -> None:
     seen: list[str] = []
     sched = MonitorScheduler(monitor_ws, interval_s=0.05, on_verdict=lambda v: seen.append(v.model))
     # evaluate "now" as the log's day so the default window holds the rows
-    import steward.monitoring._policies as pol
+    import steward.monitoring._scheduler as pol  # the scheduler's own reference to the pass
 
     real = pol.evaluate_policies
     pol.evaluate_policies = lambda ws, model, *a, **k: real(ws, model, now=NOW, registry=CollectorRegistry())  # type: ignore[assignment]

@@ -16,29 +16,11 @@ The main entry points:
 from __future__ import annotations
 
 from steward._primitives import parse_duration
+from steward.monitoring._alerts import send_webhook
 from steward.monitoring._drift import ALL_DETECTORS, DriftOptions, DriftResult, compare_columns, compare_profiles
 from steward.monitoring._metrics import monitor_gauges, prometheus_rules
+from steward.monitoring._pass import MonitorWindow, evaluate_policies, logged_models
 from steward.monitoring._performance import classification_metrics, join_labels, load_labels, performance_by_window, roc_auc
-from steward.monitoring._policies import (
-    DEFAULT_POLICIES,
-    MonitorScheduler,
-    MonitorVerdict,
-    MonitorWindow,
-    PolicyAction,
-    PolicyCheck,
-    burn_levels,
-    effective_policies,
-    evaluate,
-    evaluate_policies,
-    latest_statuses,
-    list_actions,
-    list_checks,
-    list_verdicts,
-    logged_models,
-    mark_action,
-    record_verdict,
-    send_webhook,
-)
 from steward.monitoring._profile import (
     ColumnProfile,
     ReferenceProfile,
@@ -50,8 +32,19 @@ from steward.monitoring._profile import (
     store_profile,
 )
 from steward.monitoring._report import LoopRunView, ReportPaths, build_report, report_data
+from steward.monitoring._rules import DEFAULT_POLICIES, PolicyAction, PolicyCheck, burn_levels, effective_policies, evaluate
+from steward.monitoring._scheduler import MonitorScheduler
 from steward.monitoring._slo import DEFAULT_BURN_ALERTS, BurnAlert, SloStatus, burn_rate, evaluate_slo, quality_events, sli_events
 from steward.monitoring._stats import chi2_test, js_distance, kl_divergence, ks_test, psi, wasserstein
+from steward.monitoring._verdicts import (
+    MonitorVerdict,
+    latest_statuses,
+    list_actions,
+    list_checks,
+    list_verdicts,
+    mark_action,
+    record_verdict,
+)
 from steward.monitoring._windows import LogWindow, WindowProfiler, iter_window_profiles, read_log
 
 __all__ = [

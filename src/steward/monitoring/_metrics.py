@@ -11,6 +11,11 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from steward.monitoring._drift import P_VALUE_DETECTORS
+from steward.monitoring._performance import HIGHER_IS_BETTER
+from steward.monitoring._rules import STATUS_CODES, burn_levels, effective_policies
+from steward.monitoring._slo import DEFAULT_BURN_ALERTS
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
@@ -20,7 +25,6 @@ __all__ = ["STATUS_CODES", "monitor_gauges", "prometheus_rules"]
 
 logger = logging.getLogger(__name__)
 
-STATUS_CODES = {"ok": 0, "insufficient_data": 0, "no_data": 0, "warn": 1, "breach": 2}
 _lock = threading.Lock()
 _cache: dict[int, dict[str, Any]] = {}
 
@@ -72,10 +76,6 @@ def _runbook_url(spec: Spec, path: str | None) -> str:
 
 def _policy_summary(p: MonitorPolicySpec) -> str:
     """What breaching the policy means, with its real levels (the same ones its checks record)."""
-    from steward.monitoring._drift import P_VALUE_DETECTORS
-    from steward.monitoring._performance import HIGHER_IS_BETTER
-    from steward.monitoring._policies import burn_levels
-
     if p.on == "slo":
         which = "every SLO" if p.detector == "all" else f"SLO {p.detector}"
         levels = " or ".join(f"above {lvl:g}x over both {a.long_window} and {a.short_window}" for a, lvl, _ in burn_levels(p))
@@ -87,9 +87,6 @@ def _policy_summary(p: MonitorPolicySpec) -> str:
 
 def prometheus_rules(spec: Spec) -> dict[str, Any]:
     """Prometheus alerting rules for every policy and SLO of the spec (a ``groups:`` document)."""
-    from steward.monitoring._policies import effective_policies
-    from steward.monitoring._slo import DEFAULT_BURN_ALERTS
-
     rules: list[dict[str, Any]] = []
     for p in effective_policies(spec.monitoring):
         rules.append(

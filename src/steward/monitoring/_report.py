@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from steward._primitives import to_utc, utcnow
-from steward.monitoring._policies import list_actions, list_checks, list_verdicts
+from steward.monitoring._verdicts import list_actions, list_checks, list_verdicts
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
