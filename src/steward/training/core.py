@@ -10,45 +10,26 @@ that validation predictions hash the same.
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import polars as pl
-
-from steward._primitives import Progress, report_progress, resolve_actor, utcnow
-from steward.backends.base import tracked_run
+from steward._primitives import Progress, report_progress
 from steward.errors import NotFound, NotReproducible, ValidationFailed
-from steward.modeling import (
-    METRICS,
-    EstimatorRef,
-    FeatureEncoding,
-    compute_metrics,
-    encode,
-    fairness_report,
-    fit,
-    fit_encoding,
-    label_array,
-    log_native,
-    predict_proba,
-    prediction_hash,
-    resolve_estimator,
-    slice_metrics,
-    sort_for_training,
-    split_by_time,
-)
-from steward.registry.gate import VALIDATION_ARTIFACT
+from steward.features import build_training_set
+from steward.modeling import fit, resolve_estimator
 from steward.spec import FairnessSpec, ModelSpec, SplitSpec
+from steward.training.evaluation import evaluate, prepare
+from steward.training.explain import feature_importance
+from steward.training.registration import register_run
 from steward.training.reproducibility import environment_hash, git_info
+from steward.training.search import search_params
+from steward.training.tracking import CONFIG_ARTIFACT, audit_run, log_run, run_config, tags_for_run
 
 if TYPE_CHECKING:
-    from steward.backends.base import LoggedModel
     from steward.features.training_set import TrainingSet
     from steward.workspace import Workspace
 
@@ -57,8 +38,6 @@ __all__ = ["ReproduceResult", "TrainResult", "reproduce", "train", "train_model"
 logger = logging.getLogger(__name__)
 
 Builder = Callable[..., "TrainingSet"]
-
-CONFIG_ARTIFACT = "steward/train_config.json"
 
 
 @dataclass
@@ -161,23 +140,6 @@ def _check_columns(ts: TrainingSet, ms: ModelSpec) -> None:
         )
 
 
-def _flat_params(params: dict[str, Any]) -> dict[str, str]:
-    return {str(k)[:250]: str(v)[:6000] for k, v in params.items()}
-
-
-def _safe_metric_key(*parts: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "_-. /" else "_" for c in ".".join(parts))
-    return keep[:250]
-
-
-def _reference_profile(frame: pl.DataFrame, features: list[str], categorical: list[str], prediction: Any, target: Any, seed: int) -> Any:
-    from steward.monitoring import build_reference_profile
-
-    return build_reference_profile(
-        frame, features, categorical, prediction=np.asarray(prediction), target=np.asarray(target), seed=seed, meta={"source": "training"}
-    )
-
-
 def train_model(
     ws: Workspace,
     training_set: TrainingSet,
@@ -190,6 +152,10 @@ def train_model(
     actor: str | None = None,
 ) -> TrainResult:
     """Train, evaluate, explain and track one model on ``training_set``; register it as ``challenger``.
+
+    The steps live in their own modules: :mod:`~steward.training.evaluation` (split, encode, score),
+    :mod:`~steward.training.search`, :mod:`~steward.training.explain`, :mod:`~steward.training.tracking`
+    (the run, its artifacts and its audit entry) and :mod:`~steward.training.registration` (version and card).
 
     Args:
         ws: The workspace (run tracker, model registry, state root, metadata store).
@@ -208,324 +174,108 @@ def train_model(
     ms = spec or ws.spec.model
     ref = resolve_estimator(ms.estimator)
     _check_columns(training_set, ms)
-    features = list(training_set.feature_names)
-    categorical = [c for c in training_set.categorical if c in features]
 
     _say(progress, f"splitting {training_set.frame.height} rows by {training_set.event_time}")
-    frame = sort_for_training(training_set.frame, training_set.event_time, training_set.entity_keys)
-    train_df, valid_df, cut = split_by_time(frame, training_set.event_time, ms.split)
-    encoding = fit_encoding(train_df, features, categorical)
-    cat_features = list(encoding.categorical)
-    x_train, y_train = encode(train_df, encoding), label_array(train_df, training_set.label)
-    x_valid, y_valid = encode(valid_df, encoding), label_array(valid_df, training_set.label)
-    if len(np.unique(y_train)) < 2:
-        raise ValidationFailed("the training rows hold a single class", hint="widen the training period", details={"errors": ["label"]})
+    data = prepare(training_set, ms.split)
 
     search_summary: dict[str, Any] | None = None
     params = dict(ms.params)
     if fixed_params is not None:
         params = dict(fixed_params)
     elif ms.search.n_trials > 0:
-        params, search_summary = _search(ws, ms, ref, params, train_df, training_set, encoding, progress)
+        params, search_summary = search_params(ws, ms, ref, params, training_set, data, progress=progress)
 
-    _say(progress, f"fitting {ref.path} on {len(x_train)} rows")
+    _say(progress, f"fitting {ref.path} on {len(data.x_train)} rows")
     t0 = time.perf_counter()
-    model = fit(ref, params, ms.seed, x_train, y_train, cat_features)
+    model = fit(ref, params, ms.seed, data.x_train, data.y_train, data.cat_features)
     fit_seconds = time.perf_counter() - t0
-    p_valid = predict_proba(model, x_valid)
-    p_train = predict_proba(model, x_train)
-    overall = compute_metrics(y_valid, p_valid)
-    train_metrics = compute_metrics(y_train, p_train)
-    slices = slice_metrics(valid_df, y_valid, p_valid, ms.slices)
-    fairness: dict[str, Any] | None = None
-    if ms.fairness:
-        groups = slices.get(ms.fairness.column) or slice_metrics(valid_df, y_valid, p_valid, [ms.fairness.column])[ms.fairness.column]
-        fairness = fairness_report(
-            groups,
-            column=ms.fairness.column,
-            metric=ms.fairness.metric,
-            min_group_size=ms.fairness.min_group_size,
-            max_gap=ms.fairness.max_gap,
-        )
-    pred_hash = prediction_hash(p_valid)
+    evaluation = evaluate(ms, model, data)
 
     _say(progress, "explaining (global feature importance)")
-    from steward.training.explain import feature_importance
-
-    importance = feature_importance(ref, model, x_valid, y_valid, sample=ms.explain_sample, seed=ms.seed)
+    importance = feature_importance(ref, model, data.x_valid, data.y_valid, sample=ms.explain_sample, seed=ms.seed)
 
     git = git_info(ws.spec.base_dir)
     env_hash, env_source = environment_hash(ws.spec.base_dir)
     data_versions = training_set.data_versions
-    config = {
-        "model_name": ms.name,
-        "estimator": ref.path,
-        "params": params,
-        "seed": ms.seed,
-        "metric": ms.metric,
-        "split": {"validation_from": cut, "requested": ms.split.model_dump()},
-        "features": features,
-        "categorical": cat_features,
-        "label": training_set.label,
-        "event_time": training_set.event_time,
-        "entity_keys": list(training_set.entity_keys),
-        "slices": list(ms.slices),
-        "fairness": ms.fairness.model_dump() if ms.fairness else None,
-        "inputs": [str(r) for r in training_set.inputs],
-        "data_versions": data_versions,
-    }
 
     _say(progress, "tracking the run in MLflow")
-    tracker = ws.tracker
-    exp_id = tracker.experiment_id(ws.spec.project)
-    tags = {
-        "steward.model_name": ms.name,
-        "steward.estimator": ref.path,
-        "steward.git_sha": git.sha or "none",
-        "steward.git_dirty": "unknown" if git.dirty is None else str(git.dirty).lower(),
-        "steward.data_versions": json.dumps(data_versions, sort_keys=True),
-        "steward.inputs": ",".join(str(r) for r in training_set.inputs),
-        "steward.env_hash": env_hash,
-        "steward.env_source": env_source,
-        "steward.prediction_hash": pred_hash,
-        "steward.validation_from": cut,
-        "steward.actor": resolve_actor(actor),
-        **(run_tags or {}),
-    }
-    with tracked_run(tracker, exp_id, run_name=f"{ms.name}-{utcnow()[:19]}", tags=tags) as run_id:
-        tracker.log_params(run_id, _flat_params({**params, "seed": ms.seed, "estimator": ref.path, "validation_from": cut}))
-        metrics: dict[str, float] = {f"valid_{k}": v for k, v in overall.items() if v is not None}
-        metrics.update({f"train_{k}": v for k, v in train_metrics.items() if v is not None})
-        metrics.update({"rows_train": float(len(x_train)), "rows_validation": float(len(x_valid)), "fit_seconds": fit_seconds})
-        for col, groups in slices.items():
-            for g, e in groups.items():
-                for m in METRICS:
-                    if e.get(m) is not None:
-                        metrics[_safe_metric_key("slice", col, g, m)] = float(e[m])
-        if fairness and fairness["gap"] is not None:
-            metrics[_safe_metric_key("fairness", fairness["column"], fairness["metric"], "gap")] = float(fairness["gap"])
-        tracker.log_metrics(run_id, metrics)
-        tracker.log_dict(run_id, config, CONFIG_ARTIFACT)
-        tracker.log_dict(run_id, {"overall": overall, "train": train_metrics, "slices": slices}, "metrics/metrics.json")
-        if fairness is not None:
-            tracker.log_dict(run_id, fairness, "metrics/fairness.json")
-        tracker.log_dict(run_id, importance, "explanations/feature_importance.json")
-        # The reference profile monitoring compares every serving window against (never re-reading training data).
-        profile = _reference_profile(train_df, features, categorical, p_train, y_train, ms.seed)
-        tracker.log_dict(run_id, profile.to_dict(), "reference_profile.json")
-        if search_summary is not None:
-            tracker.log_dict(run_id, search_summary, "search/trials.json")
-        keep = list(dict.fromkeys([*features, training_set.label, training_set.event_time, *ms.slices, *training_set.entity_keys]))
-        if ms.fairness:
-            keep.append(ms.fairness.column)
-        keep = [c for c in dict.fromkeys(keep) if c in valid_df.columns]
-        with tempfile.TemporaryDirectory() as tmp:
-            # stored where the gate reads it (registry.VALIDATION_ARTIFACT)
-            where = PurePosixPath(VALIDATION_ARTIFACT)
-            vpath = Path(tmp) / where.name
-            valid_df.select(keep).write_parquet(vpath)
-            tracker.log_artifact(run_id, vpath, artifact_path=str(where.parent))
-        example = x_valid.head(5)
-        metadata = {
-            "steward": {
-                "encoding": encoding.to_dict(),
-                "label": training_set.label,
-                "estimator": ref.path,
-                "kind": ref.kind,
-                "metric": ms.metric,
-                "data_versions": data_versions,
-                "run_id": run_id,
-            }
-        }
-        info = log_native(tracker, run_id, ref, model, input_example=example, output_example=p_valid[:5], metadata=metadata)
-    # the pinned inputs also go to the lineage table: `steward data vacuum` keeps every version a run read,
-    # so `steward reproduce` keeps working after old files are cleaned up
-    from steward.data.runs import record_input
-
-    for inp in training_set.inputs:
-        record_input(ws.metadata, run_id, str(inp))
+    tags = tags_for_run(
+        ms,
+        ref,
+        training_set,
+        git=git,
+        env_hash=env_hash,
+        env_source=env_source,
+        pred_hash=evaluation.prediction_hash,
+        cut=data.cut,
+        actor=actor,
+        extra=run_tags,
+    )
+    run_id, info = log_run(
+        ws,
+        ms,
+        ref,
+        training_set,
+        data,
+        model,
+        params=params,
+        evaluation=evaluation,
+        importance=importance,
+        search_summary=search_summary,
+        fit_seconds=fit_seconds,
+        config=run_config(ms, ref, params, data, training_set),
+        tags=tags,
+    )
 
     version: int | None = None
     card_path: Path | None = None
-    rows = {"train": len(x_train), "validation": len(x_valid)}
     if register:
         _say(progress, f"registering {ms.name}")
-        version, card_path = _register(
+        version, card_path = register_run(
             ws,
             ms,
             ref,
             info=info,
             run_id=run_id,
-            overall=overall,
-            slices=slices,
-            fairness=fairness,
+            evaluation=evaluation,
             importance=importance,
             training_set=training_set,
-            rows=rows,
-            positive_rate={"train": float(y_train.mean()), "validation": float(y_valid.mean())},
-            cut=cut,
-            features=features,
+            data=data,
             git=git.label,
             env_hash=env_hash,
-            pred_hash=pred_hash,
             actor=actor,
         )
-    outputs: dict[str, Any] = {"prediction_hash": pred_hash}
-    if card_path is not None and version is not None:
-        # link the entry to the exact card written for this version (the gate rewrites it later
-        # and records the new hash on its own entry)
-        from steward.governance.audit import file_ref
-        from steward.registry.cards import card_paths
-
-        outputs["card"] = file_ref(card_path, ws.spec.base_dir)
-        outputs["card_json"] = file_ref(card_paths(ws, ms.name, version)[1], ws.spec.base_dir)
-    ws.audit.append(
-        "training.run",
-        f"model:{ms.name}@{version}" if version is not None else f"run:{run_id}",
-        actor=tags["steward.actor"],
-        model=ms.name,
-        inputs={"data_versions": data_versions},
-        outputs=outputs,
-        details={
-            "run_id": run_id,
-            "version": version,
-            "estimator": ref.path,
-            "metrics": overall,
-            "git": git.label,
-            "env_hash": env_hash,
-            "reproduces": (run_tags or {}).get("steward.reproduces"),
-        },
+    audit_run(
+        ws,
+        ms,
+        ref,
+        run_id=run_id,
+        version=version,
+        card_path=card_path,
+        tags=tags,
+        data_versions=data_versions,
+        evaluation=evaluation,
+        git=git.label,
+        env_hash=env_hash,
     )
     return TrainResult(
         run_id=run_id,
         model_name=ms.name,
         version=version,
-        metrics=overall,
-        slice_metrics=slices,
-        fairness=fairness,
+        metrics=evaluation.overall,
+        slice_metrics=evaluation.slices,
+        fairness=evaluation.fairness,
         card_path=card_path,
-        prediction_hash=pred_hash,
+        prediction_hash=evaluation.prediction_hash,
         data_versions=data_versions,
         params=params,
         search=search_summary,
-        rows=rows,
+        rows=data.rows,
         feature_importance=importance,
     )
 
 
-def _search(
-    ws: Workspace,
-    ms: ModelSpec,
-    ref: EstimatorRef,
-    params: dict[str, Any],
-    train_df: pl.DataFrame,
-    training_set: TrainingSet,
-    encoding: FeatureEncoding,
-    progress: Progress | None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    from steward.training.search import SearchData, run_search
-
-    # the inner split: the last part of the training period scores each trial
-    fit_df, val_df, inner_cut = split_by_time(
-        train_df, training_set.event_time, SplitSpec(validation_fraction=ms.split.validation_fraction)
-    )
-    data = SearchData(
-        ref=ref,
-        base_params=params,
-        seed=ms.seed,
-        metric=ms.metric,
-        categorical=list(encoding.categorical),
-        x_fit=encode(fit_df, encoding),
-        y_fit=label_array(fit_df, training_set.label),
-        x_val=encode(val_df, encoding),
-        y_val=label_array(val_df, training_set.label),
-    )
-    _say(progress, f"searching {ms.search.n_trials} trials on {ms.search.engine} (inner validation from {inner_cut})")
-    result = run_search(ms.search, data, storage_dir=ws.root / "ray_results")
-    summary = {
-        "engine": result.engine,
-        "n_trials": len(result.trials),
-        "best_score": result.best_score,
-        "best_params": result.best_params,
-        "inner_validation_from": inner_cut,
-        "trials": result.trials,
-    }
-    return {**params, **result.best_params}, summary
-
-
-def _register(
-    ws: Workspace,
-    ms: ModelSpec,
-    ref: EstimatorRef,
-    *,
-    info: LoggedModel,
-    run_id: str,
-    overall: dict[str, float | None],
-    slices: dict[str, Any],
-    fairness: dict[str, Any] | None,
-    importance: dict[str, Any],
-    training_set: TrainingSet,
-    rows: dict[str, int],
-    positive_rate: dict[str, float],
-    cut: str,
-    features: list[str],
-    git: str,
-    env_hash: str,
-    pred_hash: str,
-    actor: str | None,
-) -> tuple[int, Path]:
-    from steward.registry.cards import log_card, write_card
-    from steward.registry.loader import MANIFEST_TAG
-    from steward.registry.manifest import build_manifest
-    from steward.registry.versions import register_version
-
-    with tempfile.TemporaryDirectory() as tmp:
-        local = ws.model_registry.download_model(info.model_uri, Path(tmp))
-        manifest = build_manifest(local)
-    main = overall.get(ms.metric)
-    tags = {
-        MANIFEST_TAG: json.dumps(manifest, sort_keys=True),
-        "steward.run_id": run_id,
-        "steward.data_versions": json.dumps(training_set.data_versions, sort_keys=True),
-        "steward.metric": ms.metric,
-        "steward.metric_value": "" if main is None else repr(float(main)),
-        "steward.prediction_hash": pred_hash,
-    }
-    version = register_version(ws, name=ms.name, model_uri=info.model_uri, run_id=run_id, tags=tags, actor=actor)
-    ws.tracker.log_dict(run_id, {"model": ms.name, "version": version, "files": manifest}, f"manifests/v{version}.json")
-    card = {
-        "model": ms.name,
-        "version": version,
-        "run_id": run_id,
-        "created_at": utcnow(),
-        "estimator": ref.path,
-        "task": ms.task,
-        "intended_use": ms.intended_use,
-        "training_data": {
-            "inputs": [str(r) for r in training_set.inputs],
-            "data_versions": training_set.data_versions,
-            "rows": rows,
-            "validation_from": cut,
-            "label": training_set.label,
-            "positive_rate": positive_rate,
-            "features": features,
-        },
-        "metrics": {"main": ms.metric, "overall": overall},
-        "slices": slices,
-        "fairness": fairness,
-        "feature_importance": importance,
-        "limitations": list(ms.limitations),
-        "reproducibility": {"git": git, "env_hash": env_hash, "prediction_hash": pred_hash, "data_versions": training_set.data_versions},
-        "gate": None,
-    }
-    card_path = write_card(ws, card)
-    log_card(ws, run_id, ms.name, version)
-    return version, card_path
-
-
 def _default_builder(ws: Workspace, *, pins: dict[str, int] | None = None) -> TrainingSet:
-    from steward.features import build_training_set  # type: ignore[attr-defined]
-
     ts: TrainingSet = build_training_set(ws, pins=pins)
     return ts
 

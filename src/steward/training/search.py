@@ -11,17 +11,23 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
 from steward._extras import optional_import
+from steward._primitives import Progress, report_progress
 from steward.errors import SpecError
-from steward.modeling import HIGHER_IS_BETTER, EstimatorRef, compute_metrics, fit, predict_proba
-from steward.spec import SearchParamSpec, SearchSpec
+from steward.modeling import HIGHER_IS_BETTER, EstimatorRef, compute_metrics, encode, fit, label_array, predict_proba, split_by_time
+from steward.spec import ModelSpec, SearchParamSpec, SearchSpec, SplitSpec
+from steward.training.evaluation import PreparedData
 
-__all__ = ["SearchData", "SearchResult", "run_search"]
+if TYPE_CHECKING:
+    from steward.features.training_set import TrainingSet
+    from steward.workspace import Workspace
+
+__all__ = ["SearchData", "SearchResult", "run_search", "search_params"]
 
 logger = logging.getLogger(__name__)
 
@@ -160,3 +166,48 @@ def _ray_search(search: SearchSpec, data: SearchData, dists: dict[str, Any], sto
         )
     best = (max if mode == "max" else min)(trials, key=lambda t: float(t["score"]))
     return SearchResult("ray", dict(best["params"]), float(best["score"]), trials)
+
+
+def search_params(
+    ws: Workspace,
+    ms: ModelSpec,
+    ref: EstimatorRef,
+    params: dict[str, Any],
+    training_set: TrainingSet,
+    data: PreparedData,
+    *,
+    progress: Progress | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Search the estimator's params on an inner time split of the training rows; return ``(params, summary)``.
+
+    The last part of the training period scores each trial, so the validation rows stay unseen until
+    the final model is scored. ``params`` are the base params updated with the best trial's.
+    """
+    # the inner split: the last part of the training period scores each trial
+    fit_df, val_df, inner_cut = split_by_time(
+        data.train_df, training_set.event_time, SplitSpec(validation_fraction=ms.split.validation_fraction)
+    )
+    search_data = SearchData(
+        ref=ref,
+        base_params=params,
+        seed=ms.seed,
+        metric=ms.metric,
+        categorical=data.cat_features,
+        x_fit=encode(fit_df, data.encoding),
+        y_fit=label_array(fit_df, training_set.label),
+        x_val=encode(val_df, data.encoding),
+        y_val=label_array(val_df, training_set.label),
+    )
+    msg = f"searching {ms.search.n_trials} trials on {ms.search.engine} (inner validation from {inner_cut})"
+    logger.info(msg)
+    report_progress(progress, msg)
+    result = run_search(ms.search, search_data, storage_dir=ws.root / "ray_results")
+    summary = {
+        "engine": result.engine,
+        "n_trials": len(result.trials),
+        "best_score": result.best_score,
+        "best_params": result.best_params,
+        "inner_validation_from": inner_cut,
+        "trials": result.trials,
+    }
+    return {**params, **result.best_params}, summary
