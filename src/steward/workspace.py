@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from steward.backends import factory
+from steward.governance.audit import AuditTrail
 from steward.spec import Spec, load_spec
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
         VectorStore,
     )
     from steward.data.lake import Lake
-    from steward.governance.audit import AuditTrail
 
 __all__ = ["Workspace", "open_workspace"]
 
@@ -95,6 +95,8 @@ class Workspace:
     @cached_property
     def lake(self) -> Lake:
         """The Delta lake."""
+        # lazy: the lake pulls in Polars and PyArrow (~0.2 s), which commands that never read it
+        # (registry, audit, LLM) should not pay for when they open a workspace
         from steward.data.lake import Lake
 
         url = self.spec.lake_url
@@ -105,8 +107,6 @@ class Workspace:
     @cached_property
     def audit(self) -> AuditTrail:
         """The hash-chained audit trail (in the metadata store, anchored in a file for local projects)."""
-        from steward.governance.audit import AuditTrail
-
         anchor = None if self.spec.storage.metadata_url else self.root / "audit.head"
         return AuditTrail(self.metadata, anchor_path=anchor)
 

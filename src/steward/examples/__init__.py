@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from steward.errors import NotFound
+
 __all__ = ["EXAMPLES", "example_dir"]
 
 EXAMPLES = ("flights",)
@@ -12,8 +14,6 @@ EXAMPLES = ("flights",)
 
 def example_dir(name: str) -> Path:
     """The directory of a bundled example project."""
-    from steward.errors import NotFound
-
     if name not in EXAMPLES:
         raise NotFound(f"no example named {name!r}", hint=f"known examples: {', '.join(EXAMPLES)}")
     return Path(str(resources.files("steward.examples") / name))

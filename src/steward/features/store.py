@@ -25,7 +25,7 @@ import polars as pl
 from steward._primitives import to_utc
 from steward.data.lake import TableRef
 from steward.data.runs import record_input, run_inputs
-from steward.errors import SpecError, TableNotFound, ValidationFailed
+from steward.errors import NotFound, SpecError, TableNotFound, ValidationFailed
 from steward.features.compute import (
     UTC_US,
     add_request_features,
@@ -397,8 +397,6 @@ def get_online_features(ws: Workspace, rows: Sequence[Mapping[str, Any]]) -> lis
         ValidationFailed: a row misses a needed column or has a value of the wrong type.
         NotFound: nothing has been materialized yet.
     """
-    from steward.errors import NotFound
-
     st = _state(ws)
     fs = st.fs
     ev = fs.require_events()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from steward import registry
 from steward.errors import BackendUnavailable, StewardError
 from steward.serving.runtime import InputSchema, NativeRuntime
 
@@ -37,10 +38,8 @@ def resolve_version(ws: Workspace, name: str, alias: str) -> str | None:
     Raises:
         BackendUnavailable: the tracking database cannot be reached.
     """
-    from steward.registry import get_alias_version
-
     try:
-        version = get_alias_version(ws, name, alias)
+        version = registry.get_alias_version(ws, name, alias)
     except StewardError:
         raise
     except Exception as exc:
@@ -61,9 +60,7 @@ def promote_version(
     ws: Workspace, name: str, version: str, *, actor: str | None = None, reason: str = "rollout completed", force: bool = False
 ) -> None:
     """Make ``version`` the champion through the registry (old champion → ``previous``; the gate applies unless ``force``)."""
-    from steward.registry import promote
-
-    promote(ws, name, int(version), reason=reason, actor=actor, force=force)
+    registry.promote(ws, name, int(version), reason=reason, actor=actor, force=force)
 
 
 def schema_of(model: Any, info: ModelMetadata) -> InputSchema:
@@ -83,12 +80,9 @@ def load_runtime(ws: Workspace, name: str, ref: str, *, entity_keys: list[str] |
         DataError: the artifacts do not match their manifest (``registry.artifact_mismatch``).
         BackendUnavailable: the registry cannot be reached.
     """
-    from steward.registry import load_verified_model
-    from steward.registry import resolve_version as registry_resolve
-
     try:
-        version = registry_resolve(ws, name, ref)
-        model, info = load_verified_model(ws, name, version)
+        version = registry.resolve_version(ws, name, ref)
+        model, info = registry.load_verified_model(ws, name, version)
     except StewardError:
         raise
     except Exception as exc:

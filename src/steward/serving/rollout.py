@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from steward._primitives import iso_utc, make_actor, resolve_actor
 from steward.errors import Conflict, NotFound
+from steward.governance.audit import AuditTrail
+from steward.serving.registry_link import promote_version
 from steward.serving.router import RoutePolicy, StepDecision, StepRules
 from steward.spec import RolloutSpec
 
@@ -140,11 +142,7 @@ class RolloutController:
     def __init__(self, ws: Workspace, *, clock: Callable[[], float] = time.time, promote: Callable[..., None] | None = None) -> None:
         self.ws = ws
         self.clock = clock
-        if promote is None:
-            from steward.serving.registry_link import promote_version
-
-            promote = promote_version
-        self._promote = promote
+        self._promote = promote if promote is not None else promote_version
         self._migrated = False
 
     @property
@@ -270,10 +268,6 @@ class RolloutController:
         )
 
     def _audit(self, action: str, st: RolloutState, actor: str, details: dict[str, Any]) -> None:
-        try:
-            from steward.governance.audit import AuditTrail
-        except ImportError:  # governance stage absent: the rollout_steps table still has everything
-            return
         try:
             AuditTrail(self.store).append(
                 action,

@@ -21,9 +21,10 @@ from steward._extras import optional_import
 from steward._primitives import Progress, report_progress
 from steward.data.lake import TableRef
 from steward.errors import ValidationFailed
+from steward.serving.registry_link import load_runtime
+from steward.serving.runtime import NativeRuntime, frame_to_matrix
 
 if TYPE_CHECKING:
-    from steward.serving.runtime import NativeRuntime
     from steward.workspace import Workspace
 
 __all__ = ["SCORE_STAGE", "ScoreResult", "parse_model_ref", "score"]
@@ -67,8 +68,6 @@ def _score_chunk(runtime: NativeRuntime, table: Any, version: str, scored_at: An
     import polars as pl
     import pyarrow as pa
 
-    from steward.serving.runtime import frame_to_matrix
-
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     x = frame_to_matrix(runtime.schema, frame)
@@ -107,8 +106,6 @@ def score(
         ValidationFailed: the input lacks a feature column or has one of the wrong type.
     """
     from datetime import UTC, datetime
-
-    from steward.serving.registry_link import load_runtime
 
     name, alias = parse_model_ref(model)
     in_ref = TableRef.parse(input)
