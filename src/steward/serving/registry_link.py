@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from steward import registry
 from steward.errors import BackendUnavailable, StewardError
+from steward.registry import get_alias_version, load_verified_model, promote
+from steward.registry import resolve_version as registry_resolve_version
 from steward.serving.runtime import InputSchema, NativeRuntime
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def resolve_version(ws: Workspace, name: str, alias: str) -> str | None:
         BackendUnavailable: the tracking database cannot be reached.
     """
     try:
-        version = registry.get_alias_version(ws, name, alias)
+        version = get_alias_version(ws, name, alias)
     except StewardError:
         raise
     except Exception as exc:
@@ -60,7 +61,7 @@ def promote_version(
     ws: Workspace, name: str, version: str, *, actor: str | None = None, reason: str = "rollout completed", force: bool = False
 ) -> None:
     """Make ``version`` the champion through the registry (old champion → ``previous``; the gate applies unless ``force``)."""
-    registry.promote(ws, name, int(version), reason=reason, actor=actor, force=force)
+    promote(ws, name, int(version), reason=reason, actor=actor, force=force)
 
 
 def schema_of(model: Any, info: ModelMetadata) -> InputSchema:
@@ -81,8 +82,8 @@ def load_runtime(ws: Workspace, name: str, ref: str, *, entity_keys: list[str] |
         BackendUnavailable: the registry cannot be reached.
     """
     try:
-        version = registry.resolve_version(ws, name, ref)
-        model, info = registry.load_verified_model(ws, name, version)
+        version = registry_resolve_version(ws, name, ref)
+        model, info = load_verified_model(ws, name, version)
     except StewardError:
         raise
     except Exception as exc:
