@@ -10,7 +10,8 @@ The main entry points:
 * :func:`evaluate_slo`: error budgets and multi-window burn rates.
 * :func:`evaluate_policies`: one monitoring pass → :class:`MonitorVerdict` (checks and :class:`PolicyAction` list).
 * :class:`MonitorScheduler`: the same pass in a background thread.
-* :func:`build_report`: HTML + JSON report from the recorded verdicts.
+* :func:`build_report`: HTML + JSON report from the recorded verdicts (the loop's runs are passed in:
+  :func:`steward.ops.monitor_report` does).
 """
 
 from __future__ import annotations
