@@ -1,4 +1,4 @@
-"""Generate the ``steward.yaml`` reference (Markdown) from the pydantic models in :mod:`steward.spec`.
+"""Generate the ``steward.yaml`` reference (Markdown) from the pydantic models of the :mod:`steward.spec` package.
 
 The README's configuration reference is this function's output, and a test
 checks the committed copy equals it, so the docs cannot drift from the code.
@@ -101,7 +101,7 @@ def spec_reference() -> str:
         for name, f in m.model_fields.items():
             if name not in _HIDDEN:
                 queue += [x for x in _models(f.annotation) if x not in seen]
-    parts = ["# `steward.yaml` reference", "", "Generated from `src/steward/spec.py`; unknown keys are errors.", ""]
+    parts = ["# `steward.yaml` reference", "", "Generated from the models in `src/steward/spec/`; unknown keys are errors.", ""]
     parts += [f"Every *duration* (here and in data contracts) follows one grammar: {DURATION_FORMS}.", ""]
     for m in seen:
         title = "steward.yaml (top level)" if m is Spec else m.__name__
