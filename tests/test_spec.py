@@ -3,9 +3,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
+import steward.spec
 from steward.errors import SpecError
-from steward.spec import load_spec
+from steward.examples import example_dir
+from steward.spec import GatewaySpec, LabelsSpec, PriceSpec, Spec, load_spec
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -71,9 +74,78 @@ def test_paths_resolve_against_spec_dir(tmp_path: Path) -> None:
 
 
 def test_bundled_example_spec_is_valid() -> None:
-    from steward.examples import example_dir
-
     spec = load_spec(example_dir("flights") / "steward.yaml")
     assert set(spec.sources) >= {"flights", "weather", "planes", "airlines"}
     for name in spec.contracts:
         assert spec.contract_path(name).exists()
+
+
+def _flights() -> Spec:
+    return load_spec(example_dir("flights") / "steward.yaml")
+
+
+def test_a_loaded_spec_is_frozen_at_every_level() -> None:
+    spec = _flights()
+    with pytest.raises(ValidationError, match="frozen"):
+        spec.project = "other"  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen"):
+        spec.monitoring.schedule.enabled = False  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen"):
+        spec.model.gate.margin = 0.5  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen"):
+        setattr(spec.llm.agent, "max_steps", 1)  # noqa: B010 - the spelling monkeypatch.setattr uses
+    assert spec.project == "flights" and spec.monitoring.schedule.enabled and spec.llm.agent.max_steps != 1
+
+
+def test_every_spec_model_is_frozen() -> None:
+    models = [v for v in vars(steward.spec).values() if isinstance(v, type) and issubclass(v, BaseModel)]
+    assert len(models) >= 40
+    assert [m.__name__ for m in models if not m.model_config.get("frozen")] == []
+
+
+def test_an_override_is_a_validated_copy_and_the_original_is_untouched() -> None:
+    spec = _flights()
+    before = spec.model_dump()
+    labels = LabelsSpec(source="silver.outcomes", join=["carrier"], match="asof", time_column="at")
+    new = spec.with_overrides(
+        {"monitoring.schedule.enabled": False, "llm.agent.max_steps": 2, "monitoring.labels": labels},
+        model=spec.model.model_copy(update={"seed": 7}),
+    )
+    assert (new.monitoring.schedule.enabled, new.llm.agent.max_steps, new.model.seed) == (False, 2, 7)
+    assert new.monitoring.labels == labels
+    assert new.base_dir == spec.base_dir and new.spec_path == spec.spec_path and new.root == spec.root
+    assert new.sources == spec.sources and new.model.name == spec.model.name
+    assert spec.model_dump() == before
+    assert spec.monitoring.schedule.enabled and spec.model.seed != 7
+    # no override at all is an equal copy: dumping and validating again loses nothing
+    assert spec.with_overrides() == spec
+
+
+def test_overrides_reach_map_entries_and_create_unset_sections(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, "project: demo\n"))
+    assert spec.monitoring.labels is None
+    new = spec.with_overrides(
+        {
+            ("llm", "gateway", "prices", "openai:gpt-4.1"): PriceSpec(input_per_1m=2.0),
+            "llm.gateway.aliases.chat": ["local:extractive"],
+            "monitoring.labels.delay": "2h",
+        }
+    )
+    assert new.llm.gateway.prices["openai:gpt-4.1"].input_per_1m == 2.0
+    assert new.llm.gateway.aliases["chat"] == ["local:extractive"]
+    assert new.monitoring.labels is not None and new.monitoring.labels.delay == "2h"
+    assert spec.llm.gateway.prices == {} and spec.llm.gateway == GatewaySpec()
+
+
+def test_a_bad_override_names_the_key_and_changes_nothing(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, "project: demo\n"))
+    with pytest.raises(SpecError, match=r"monitoring\.schedule\.interval_s") as exc:
+        spec.with_overrides({"monitoring.schedule.interval_s": 0.1})
+    assert str(spec.spec_path) in str(exc.value)
+    with pytest.raises(SpecError, match=r"did you mean 'enabled'"):
+        spec.with_overrides({"monitoring.schedule.enabeld": False})
+    with pytest.raises(SpecError, match=r"'project' is not a section"):
+        spec.with_overrides({"project.name": "x"})
+    with pytest.raises(SpecError, match="contract 'c' is not declared"):
+        spec.with_overrides({"sources.ev": {"path": "landing", "contract": "c"}})
+    assert spec.monitoring.schedule.interval_s == 300.0 and spec.sources == {}

@@ -47,7 +47,7 @@ async def test_max_tokens_stops_before_acting_on_the_turn(make_ws: Callable[...,
 async def test_max_usd(make_ws: Callable[..., Workspace]) -> None:
     # $1,000 per 1M prompt tokens: each looper turn costs a few tenths of a dollar
     ws = make_ws("looper", agent={"max_usd": 0.5, "max_steps": 50})
-    ws.spec.llm.gateway.prices["scripted:looper"] = PriceSpec(input_per_1m=1000.0, output_per_1m=1000.0)
+    ws.spec = ws.spec.with_overrides({"llm.gateway.prices.scripted:looper": PriceSpec(input_per_1m=1000.0, output_per_1m=1000.0)})
     run = await Agent(ws).run("Keep listing the models.", role="viewer")
     assert (run.status, run.stop_reason) == ("stopped", "max_usd")
     assert run.cost_usd > 0.5 and len(run.steps) < 50
@@ -78,7 +78,8 @@ async def test_allow_list_stops_the_run(make_ws: Callable[..., Workspace]) -> No
 async def test_gateway_key_budget_applies_to_the_agent(make_ws: Callable[..., Workspace]) -> None:
     # the agent spends a declared gateway key: that key's budget refuses the turn before the provider is called
     ws = make_ws(agent={"gateway_key": "ops-agent"})
-    ws.spec.llm.gateway.keys["ops-agent"] = GatewayKeySpec(key_env="STEWARD_TEST_OPS_AGENT_KEY", budget=BudgetSpec(tokens=50))
+    key = GatewayKeySpec(key_env="STEWARD_TEST_OPS_AGENT_KEY", budget=BudgetSpec(tokens=50))
+    ws.spec = ws.spec.with_overrides({"llm.gateway.keys.ops-agent": key})
     run = await Agent(ws).run("Show the drift report for model flights_delay.", role="viewer")
     assert (run.status, run.stop_reason) == ("stopped", "gateway_budget")
     assert run.steps == [] and "would be exceeded" in (run.answer or "")

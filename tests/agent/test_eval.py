@@ -40,7 +40,7 @@ def test_scoring_penalises_wrong_tools_arguments_and_status() -> None:
 async def test_offline_eval_with_the_scripted_planner(make_ws: Callable[..., Workspace], scripted: ScriptedServer) -> None:
     base = make_ws(doc={"project": "eval"})  # no model configured: the eval points the agent at the scripted planner
     # the eval measures planning; the injection classifier (seconds to train) is tested on its own
-    base.spec.llm.guardrails.injection.enabled = False
+    base.spec = base.spec.with_overrides({"llm.guardrails.injection.enabled": False})
     ws = Workspace(scripted_spec(base.spec, scripted.url))
     report = await run_eval(ws, execute=False)
     assert report.n_tasks >= 20
@@ -52,6 +52,6 @@ async def test_offline_eval_with_the_scripted_planner(make_ws: Callable[..., Wor
 
     # a model that never finishes scores low on the same tasks
     loop_ws = Workspace(scripted_spec(base.spec, scripted.url, behaviour="looper"))
-    loop_ws.spec.llm.agent.max_steps = 2
+    loop_ws.spec = loop_ws.spec.with_overrides({"llm.agent.max_steps": 2})
     bad = await run_eval(loop_ws, load_tasks()[:6], execute=False)
     assert bad.task_success < 0.5 and bad.tool_choice_accuracy < 0.5

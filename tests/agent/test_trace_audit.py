@@ -52,8 +52,10 @@ async def test_the_gateway_falls_back_for_the_agent(make_ws: Callable[..., Works
     ws = make_ws()
     gw = ws.spec.llm.gateway
     # nothing listens on port 9 of 127.0.0.1: the first provider fails and the alias falls back to the planner
-    gw.providers["dead"] = gw.providers["scripted"].model_copy(update={"base_url": "http://127.0.0.1:9/v1"})
-    gw.aliases["agent"] = ["dead:planner", "scripted:planner"]
+    dead = gw.providers["scripted"].model_copy(update={"base_url": "http://127.0.0.1:9/v1"})
+    ws.spec = ws.spec.with_overrides(
+        {"llm.gateway.providers.dead": dead, "llm.gateway.aliases.agent": ["dead:planner", "scripted:planner"]}
+    )
     run = await Agent(ws).run("Show the drift report for model flights_delay.", role="viewer")
     assert run.status == "completed" and [c.tool for c in run.calls] == ["drift_report"]
     flush(ws)

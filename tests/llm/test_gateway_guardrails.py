@@ -21,7 +21,7 @@ EMAIL = "jane.doe@example.com"
 
 
 def _guards(ws: Any, **guards: dict[str, Any]) -> None:
-    ws.spec.llm.guardrails = GuardrailsSpec.model_validate(guards)
+    ws.spec = ws.spec.with_overrides({"llm.guardrails": GuardrailsSpec.model_validate(guards)})
 
 
 def _http(gw: Gateway) -> httpx.AsyncClient:

@@ -112,7 +112,7 @@ def test_llm_answers_go_through_the_grounding_check(stdlib_eval_ws: Any, monkeyp
         return "heapq.merge uploads the lists to a remote database and sorts them with a GPU [1]."
 
     monkeypatch.setattr(answer_mod, "generate", fake_generate)
-    monkeypatch.setattr(stdlib_eval_ws.spec.llm.rag, "model", "some-alias")
+    monkeypatch.setattr(stdlib_eval_ws, "spec", stdlib_eval_ws.spec.with_overrides({"llm.rag.model": "some-alias"}))
     ans = ask(stdlib_eval_ws, "How do I merge several sorted inputs into a single sorted output?")
     assert ans.mode == "llm"
     assert sent and "[1]" in sent[0][1]["content"] and "Question:" in sent[0][1]["content"]
@@ -206,8 +206,7 @@ def test_llm_mode_sends_the_grounded_prompt_through_the_gateway(stdlib_eval_ws: 
         {"aliases": {"rag-local": ["local:extractive"]}, "keys": {"rag": {"key_env": f"STEWARD_KEY_RAG_{unique}", "team": "docs"}}}
     )
     monkeypatch.setenv(f"STEWARD_KEY_RAG_{unique}", f"sk-{unique}")
-    monkeypatch.setattr(stdlib_eval_ws.spec.llm, "gateway", gateway)
-    monkeypatch.setattr(stdlib_eval_ws.spec.llm.rag, "model", "rag-local")
+    monkeypatch.setattr(stdlib_eval_ws, "spec", stdlib_eval_ws.spec.with_overrides({"llm.gateway": gateway, "llm.rag.model": "rag-local"}))
     ans = ask(stdlib_eval_ws, "How do I compute the greatest common divisor of integers?")
     assert ans.mode == "llm" and ans.text
     assert any(c.section == "math.gcd" for c in ans.citations)
@@ -255,8 +254,7 @@ def _llm_mode(ws: Any, monkeypatch: pytest.MonkeyPatch, unique: str) -> None:
         {"aliases": {"rag-local": ["local:extractive"]}, "keys": {"rag": {"key_env": f"STEWARD_KEY_RAG_{unique}", "team": "docs"}}}
     )
     monkeypatch.setenv(f"STEWARD_KEY_RAG_{unique}", f"sk-{unique}")
-    monkeypatch.setattr(ws.spec.llm, "gateway", gateway)
-    monkeypatch.setattr(ws.spec.llm.rag, "model", "rag-local")
+    monkeypatch.setattr(ws, "spec", ws.spec.with_overrides({"llm.gateway": gateway, "llm.rag.model": "rag-local"}))
 
 
 def test_llm_mode_reuses_one_gateway_and_traces_the_call(stdlib_eval_ws: Any, monkeypatch: pytest.MonkeyPatch, unique: str) -> None:

@@ -126,9 +126,10 @@ def test_asof_labels_from_the_lake_drive_window_performance(monitor_ws: Workspac
         .drop("hour")
     )
     monitor_ws.lake.write("silver.outcomes", outcomes)
-    monitor_ws.spec.monitoring.labels = LabelsSpec(
+    asof = LabelsSpec(
         source="silver.outcomes", join=["carrier", "origin"], match="asof", time_column="outcome_at", tolerance="2h", delay="0s"
     )
+    monitor_ws.spec = monitor_ws.spec.with_overrides({"monitoring.labels": asof})
     labels = load_labels(monitor_ws, monitor_ws.spec.monitoring.labels, keys=["carrier", "origin"])
     assert labels.height == outcomes.height and labels["label_ts"].dtype == pl.Datetime("us", "UTC")
     verdict = evaluate_policies(monitor_ws, "flights", now=NOW, record=False, notify=False)

@@ -24,7 +24,7 @@ async def test_serve_runs_the_monitor_and_publishes_its_gauges(monitor_ws: Works
     # a drifted window logged in the last hours, so the default (latest 1d) window holds it
     now = datetime.now(UTC)
     write_log(monitor_ws, flights_like(600, seed=21, shift=40.0, start=now - timedelta(hours=6), span=timedelta(hours=5)))
-    monitor_ws.spec.monitoring.schedule.interval_s = 3600.0  # one pass at start-up, the next only on demand
+    monitor_ws.spec = monitor_ws.spec.with_overrides({"monitoring.schedule.interval_s": 3600.0})  # one pass at start-up, the next on demand
     app = create_app(monitor_ws, api_keys=KEYS, monitor_schedule=True)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:

@@ -61,7 +61,7 @@ def test_drift_breach_returns_actions_records_verdict_and_posts_webhook(
     monitor_ws: Workspace, hook: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, received = hook
-    monitor_ws.spec.monitoring.webhook_url = url
+    monitor_ws.spec = monitor_ws.spec.with_overrides({"monitoring.webhook_url": url})
     # yesterday-minus-one: labelled and stable; today: shifted inputs, slow responses
     older = flights_like(800, seed=12, start=NOW - timedelta(days=2), span=timedelta(hours=23))
     write_log(monitor_ws, older)

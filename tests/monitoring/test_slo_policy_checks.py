@@ -75,7 +75,8 @@ def test_policy_alert_summaries_name_the_real_levels(monitor_ws: Workspace) -> N
 
 
 def test_quality_slo_has_an_error_budget_and_burn_rates_from_labelled_predictions(monitor_ws: Workspace) -> None:
-    monitor_ws.spec.monitoring.slos.append(SloSpec(name="quality", sli="quality", objective=0.7, metric="accuracy"))
+    quality = SloSpec(name="quality", sli="quality", objective=0.7, metric="accuracy")
+    monitor_ws.spec = monitor_ws.spec.with_overrides({"monitoring.slos": [*monitor_ws.spec.monitoring.slos, quality]})
     # labelled predictions up to the label horizon (now - 1d delay); today's are not judged yet
     older = flights_like(900, seed=41, start=NOW - timedelta(days=3), span=timedelta(days=2) - timedelta(minutes=1))
     write_log(monitor_ws, older)
@@ -100,7 +101,8 @@ def test_quality_slo_has_an_error_budget_and_burn_rates_from_labelled_prediction
 
 
 def test_quality_slo_floor_check_when_min_value_is_set(monitor_ws: Workspace) -> None:
-    monitor_ws.spec.monitoring.slos.append(SloSpec(name="quality", sli="quality", objective=0.7, metric="roc_auc", min_value=0.99))
+    quality = SloSpec(name="quality", sli="quality", objective=0.7, metric="roc_auc", min_value=0.99)
+    monitor_ws.spec = monitor_ws.spec.with_overrides({"monitoring.slos": [*monitor_ws.spec.monitoring.slos, quality]})
     older = flights_like(600, seed=43, start=NOW - timedelta(days=2), span=timedelta(hours=23))
     write_log(monitor_ws, older)
     write_labels(monitor_ws, older)

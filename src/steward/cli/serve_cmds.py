@@ -21,22 +21,25 @@ _OVERRIDES_ENV = "STEWARD_SERVE_OVERRIDES"
 def _apply_overrides(ws: Any, overrides: dict[str, Any]) -> None:
     from steward.spec import ServedModelSpec
 
-    serving = ws.spec.serving
+    # the spec is frozen: the CLI's choices make one validated copy that replaces the workspace's spec
+    changes: dict[str | tuple[str, ...], Any] = {}
     for ref in overrides.get("models", []):
         name, _, alias = str(ref).partition("@")
-        current = serving.models.get(name)
-        spec = (
+        key = ("serving", "models", name)
+        current = changes.get(key) or ws.spec.serving.models.get(name)
+        changes[key] = (
             current.model_copy(update={"alias": alias})
             if current is not None and alias
             else current or ServedModelSpec(alias=alias or "champion")
         )
-        serving.models[name] = spec
     if overrides.get("poll_interval_s") is not None:
-        serving.poll_interval_s = float(overrides["poll_interval_s"])
+        changes["serving.poll_interval_s"] = float(overrides["poll_interval_s"])
     if overrides.get("access_log") is not None:
-        serving.access_log = bool(overrides["access_log"])
+        changes["serving.access_log"] = bool(overrides["access_log"])
     if overrides.get("monitor") is not None:
-        ws.spec.monitoring.schedule.enabled = bool(overrides["monitor"])
+        changes["monitoring.schedule.enabled"] = bool(overrides["monitor"])
+    if changes:
+        ws.spec = ws.spec.with_overrides(changes)
 
 
 def app_factory() -> FastAPI:

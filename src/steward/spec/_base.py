@@ -26,7 +26,7 @@ class _Strict(BaseModel):
     through a copy (:meth:`steward.spec.Spec.with_overrides` or ``model_copy(update=...)``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 _LAYERS = ("bronze", "silver", "gold", "quarantine", "logs")

@@ -20,6 +20,9 @@ from steward.spec.serving import ServingSpec
 
 __all__ = ["Spec", "check_references"]
 
+# Mapping is invariant in its key: a plain dict[str, Any] must be accepted as it is
+_Overrides = Mapping[str, Any] | Mapping[tuple[str, ...], Any] | Mapping[str | tuple[str, ...], Any]
+
 
 class Spec(_Strict):
     """The whole ``steward.yaml``.
@@ -93,13 +96,14 @@ class Spec(_Strict):
             )
         return self.sources[name]
 
-    def with_overrides(self, overrides: Mapping[str, Any] | None = None, /, **sections: Any) -> Spec:
+    def with_overrides(self, overrides: _Overrides | None = None, /, **sections: Any) -> Spec:
         """A validated copy of this spec with some keys replaced; this spec is left as it was.
 
         Args:
             overrides: Dotted key path → new value, e.g. ``{"monitoring.schedule.enabled": False}`` or
-                ``{"serving.models.flights_delay": {"alias": "challenger"}}``. A value is plain data (as in
-                ``steward.yaml``) or a spec model; a list is replaced whole.
+                ``{"serving.models.flights_delay": {"alias": "challenger"}}``; a tuple of keys for a map key
+                that holds a dot (``("llm", "gateway", "prices", "openai:gpt-4.1")``). A value is plain data
+                (as in ``steward.yaml``) or a spec model; a list is replaced whole.
             **sections: Top-level keys, e.g. ``model=spec.model.model_copy(update={"seed": 7})``.
 
         Returns:
@@ -110,8 +114,9 @@ class Spec(_Strict):
                 (naming the key and the fix, as for the file).
         """
         data = self.model_dump(round_trip=True)
-        for key, value in {**(overrides or {}), **sections}.items():
-            parts = key.split(".")
+        changes: list[tuple[str | tuple[str, ...], Any]] = [*(overrides or {}).items(), *sections.items()]
+        for key, value in changes:
+            parts = list(key) if isinstance(key, tuple) else key.split(".")
             node = data
             for depth, part in enumerate(parts[:-1]):
                 child = node.get(part)
@@ -120,7 +125,9 @@ class Spec(_Strict):
                     child = node[part] = {}
                 if not isinstance(child, dict):
                     where = ".".join(parts[: depth + 1])
-                    raise SpecError(f"override '{key}': '{where}' is not a section", code="spec.invalid", hint="override it whole")
+                    raise SpecError(
+                        f"override '{'.'.join(parts)}': '{where}' is not a section", code="spec.invalid", hint="override it whole"
+                    )
                 node = child
             node[parts[-1]] = value
         try:

@@ -125,13 +125,13 @@ def scripted_spec(spec: Spec, url: str, behaviour: str = "planner") -> Spec:
     """A copy of ``spec`` whose agent plans with the scripted planner at ``url`` (an OpenAI-compatible provider)."""
     from steward.spec import ProviderSpec
 
-    new = spec.model_copy(deep=True)
-    new.base_dir, new.spec_path = spec.base_dir, spec.spec_path
-    gw = new.llm.gateway
-    gw.providers["scripted"] = ProviderSpec(kind="openai", base_url=url, max_retries=0, timeout_s=30.0)
-    gw.aliases["agent-scripted"] = [f"scripted:{behaviour}"]
-    new.llm.agent.model = "agent-scripted"
-    return new
+    return spec.with_overrides(
+        {
+            "llm.gateway.providers.scripted": ProviderSpec(kind="openai", base_url=url, max_retries=0, timeout_s=30.0),
+            "llm.gateway.aliases.agent-scripted": [f"scripted:{behaviour}"],
+            "llm.agent.model": "agent-scripted",
+        }
+    )
 
 
 async def run_eval(ws: Workspace, tasks: list[EvalTask] | None = None, *, execute: bool = True) -> EvalReport:
