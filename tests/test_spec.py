@@ -117,8 +117,11 @@ def test_an_override_is_a_validated_copy_and_the_original_is_untouched() -> None
     assert new.sources == spec.sources and new.model.name == spec.model.name
     assert spec.model_dump() == before
     assert spec.monitoring.schedule.enabled and spec.model.seed != 7
-    # no override at all is an equal copy: dumping and validating again loses nothing
-    assert spec.with_overrides() == spec
+    # no override at all is an equal copy: dumping and validating again loses nothing, not even which keys were written
+    same = spec.with_overrides()
+    assert same == spec
+    assert [p.model_fields_set for p in same.monitoring.policies] == [p.model_fields_set for p in spec.monitoring.policies]
+    assert same.model.gate.model_fields_set == spec.model.gate.model_fields_set != set(spec.model.gate.model_fields)
 
 
 def test_overrides_reach_map_entries_and_create_unset_sections(tmp_path: Path) -> None:

@@ -113,7 +113,9 @@ class Spec(_Strict):
             SpecError: a key path crosses a value that is not a section, or the result is invalid
                 (naming the key and the fix, as for the file).
         """
-        data = self.model_dump(round_trip=True)
+        # only the keys the file (or an earlier override) set: re-validating must not turn a default into a choice
+        # (an unset monitoring policy threshold means something else than the same value written out)
+        data = self.model_dump(round_trip=True, exclude_unset=True)
         changes: list[tuple[str | tuple[str, ...], Any]] = [*(overrides or {}).items(), *sections.items()]
         for key, value in changes:
             parts = list(key) if isinstance(key, tuple) else key.split(".")
