@@ -55,6 +55,14 @@ def test_invalid_yaml_reports_line(tmp_path: Path) -> None:
         load_spec(p)
 
 
+def test_a_key_written_twice_is_an_error_naming_both_lines(tmp_path: Path) -> None:
+    p = write(tmp_path, "project: demo\nserving:\n  max_rows: 5\nmonitoring: {}\nserving:\n  max_rows: 9\n")
+    with pytest.raises(SpecError) as exc:
+        load_spec(p)
+    assert exc.value.code == "spec.duplicate_key"
+    assert str(p) in exc.value.message and "'serving' at line 5 (first at line 2)" in exc.value.message
+
+
 def test_missing_spec_has_hint(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as exc:
         load_spec(tmp_path / "nope.yaml")

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from steward._yaml import read_yaml
 from steward.errors import SpecError
 from steward.spec._base import SPEC_FILENAME, format_validation_error
 from steward.spec.root import Spec, check_references
@@ -44,15 +44,10 @@ def load_spec(path: str | os.PathLike[str] | None = None) -> Spec:
         path: The spec file or its directory; default: search upwards from the cwd.
 
     Raises:
-        SpecError: the file is missing, is not YAML, or is invalid.
+        SpecError: the file is missing, is not YAML, names a key twice, or is invalid.
     """
     p = find_spec(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(f"{p}: not valid YAML{where}", code="spec.yaml", hint="check indentation and quoting there") from None
+    data = read_yaml(p, SpecError, "spec")
     return parse_spec(data, p)
 
 
