@@ -146,6 +146,12 @@ def test_overrides_reach_map_entries_and_create_unset_sections(tmp_path: Path) -
     assert new.llm.gateway.aliases["chat"] == ["local:extractive"]
     assert new.monitoring.labels is not None and new.monitoring.labels.delay == "2h"
     assert spec.llm.gateway.prices == {} and spec.llm.gateway == GatewaySpec()
+    # a key under a section left to its default keeps the rest of that default (injection's action is block, the
+    # default collections stay)
+    guarded = spec.with_overrides({"llm.guardrails.injection.threshold": 0.7, "llm.rag.collections.extra": {"path": "more"}})
+    assert guarded.llm.guardrails.injection.action == "block" and guarded.llm.guardrails.injection.threshold == 0.7
+    assert set(guarded.llm.rag.collections) == {"stdlib", "docs", "extra"}
+    assert guarded.llm.guardrails.pii_input == spec.llm.guardrails.pii_input
 
 
 def test_a_bad_override_names_the_key_and_changes_nothing(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from steward.errors import SpecError
 from steward.spec._base import SPEC_FILENAME, _Strict, format_validation_error
@@ -120,11 +120,14 @@ class Spec(_Strict):
         for key, value in changes:
             parts = list(key) if isinstance(key, tuple) else key.split(".")
             node = data
+            live: Any = self
             for depth, part in enumerate(parts[:-1]):
+                live = getattr(live, part, None) if isinstance(live, BaseModel) else live.get(part) if isinstance(live, dict) else None
                 child = node.get(part)
                 if child is None:
-                    # an unset optional section (e.g. monitoring.labels) is created by the override
-                    child = node[part] = {}
+                    # a section left to its default starts from that default (the injection guard's default
+                    # action is block, not GuardSpec's flag); an unset optional one (monitoring.labels) from {}
+                    child = node[part] = {} if live is None else _dump_set(live)
                 if not isinstance(child, dict):
                     where = ".".join(parts[: depth + 1])
                     raise SpecError(
@@ -158,3 +161,14 @@ def check_references(spec: Spec) -> None:
             raise SpecError(f"{path}: key 'sources.{name}.path': a files source needs a landing path", hint="add 'path: landing/NAME'")
         if src.kind == "redis_stream" and not src.stream:
             raise SpecError(f"{path}: key 'sources.{name}.stream': a redis_stream source needs a stream key", hint="add 'stream: NAME'")
+
+
+def _dump_set(value: Any) -> Any:
+    """``value`` as data holding only the keys that were set, so that validating it again keeps every default a default."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(round_trip=True, exclude_unset=True)
+    if isinstance(value, dict):
+        return {k: _dump_set(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dump_set(v) for v in value]
+    return value
