@@ -166,3 +166,28 @@ def test_a_bad_override_names_the_key_and_changes_nothing(tmp_path: Path) -> Non
     with pytest.raises(SpecError, match="contract 'c' is not declared"):
         spec.with_overrides({"sources.ev": {"path": "landing", "contract": "c"}})
     assert spec.monitoring.schedule.interval_s == 300.0 and spec.sources == {}
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["sk-live-9f8e7d6c5b4a", "AbCdEf1234567890XyZ99", "ghp_16C7e42F292c6912E7710c838347Ae178B4a", "my secret key"],
+)
+def test_a_literal_secret_in_key_env_is_refused_and_never_echoed(tmp_path: Path, written: str) -> None:
+    for body in (
+        f"project: p\nserving:\n  auth:\n    keys:\n      ci: {{key_env: '{written}', role: admin}}\n",
+        f"project: p\nllm:\n  gateway:\n    providers:\n      up: {{kind: openai, base_url: 'http://x', api_key_env: '{written}'}}\n",
+    ):
+        (tmp_path / "steward.yaml").write_text(body)
+        with pytest.raises(SpecError) as exc:
+            load_spec(tmp_path / "steward.yaml")
+        text = exc.value.message + str(exc.value.details) + (exc.value.hint or "")
+        assert "key_env" in exc.value.message and "environment variable" in exc.value.message
+        assert written not in text
+
+
+def test_environment_variable_names_are_accepted(tmp_path: Path) -> None:
+    (tmp_path / "steward.yaml").write_text(
+        "project: p\nserving:\n  auth:\n    keys:\n      ci: {key_env: STEWARD_CI_KEY, role: admin}\n      old: {key_env: my_key_2}\n"
+    )
+    spec = load_spec(tmp_path / "steward.yaml")
+    assert spec.serving.auth.keys["ci"].key_env == "STEWARD_CI_KEY"

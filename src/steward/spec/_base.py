@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from steward.errors import SpecError
 
-__all__ = ["SPEC_FILENAME", "format_validation_error"]
+__all__ = ["SPEC_FILENAME", "EnvVarName", "format_validation_error"]
 
 SPEC_FILENAME = "steward.yaml"
 
@@ -28,6 +29,33 @@ class _Strict(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# prefixes of well-known credentials (OpenAI, Anthropic, GitHub, Slack, AWS, Google, Stripe, JWTs)
+_SECRET_PREFIXES = ("sk-", "sk_", "ghp_", "gho_", "github_pat_", "xox", "AKIA", "ASIA", "AIza", "rk_", "pk_", "eyJ")
+
+
+def _env_var_name(value: str) -> str:
+    """An environment variable's NAME; something that looks like the secret itself is refused.
+
+    The value is never repeated in the error (it may be the secret): see :func:`format_validation_error`.
+    """
+    if value.startswith(_SECRET_PREFIXES) or not _ENV_NAME.fullmatch(value):
+        raise ValueError("this must be the NAME of an environment variable that holds the secret, never the secret itself")
+    mixed = any(c.islower() for c in value) and any(c.isupper() for c in value) and sum(c.isdigit() for c in value) >= 3
+    if len(value) >= 20 and mixed:
+        raise ValueError(
+            "this looks like a secret, not an environment variable name: put the secret in the environment and name the variable here"
+        )
+    return value
+
+
+EnvVarName = Annotated[
+    str,
+    AfterValidator(_env_var_name),
+    Field(description="the NAME of an environment variable holding the secret; never the secret itself"),
+]
+"""The name of an environment variable that holds a secret (``key_env``, ``api_key_env``)."""
 
 _LAYERS = ("bronze", "silver", "gold", "quarantine", "logs")
 
@@ -82,6 +110,9 @@ def format_validation_error(path: Path, exc: ValidationError, root: type[BaseMod
             lines.append(f"unknown key '{key}': {fix}")
         elif err["type"] == "missing":
             lines.append(f"missing key '{key}': add it")
+        elif str(loc[-1]).endswith("_env") if loc else False:
+            # never echo what was written where a secret's NAME belongs: it may be the secret itself
+            lines.append(f"key '{key}': {err['msg'].removeprefix('Value error, ')} (value not shown)")
         else:
             fix = err["msg"]
             lines.append(f"key '{key}': {fix} (got {err.get('input')!r})")

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from steward.spec._base import _Strict
+from steward.spec._base import EnvVarName, _Strict
 
 __all__ = [
     "AgentSpec",
@@ -43,7 +43,7 @@ class ProviderSpec(_Strict):
 
     kind: Literal["openai", "anthropic", "local"] = "openai"
     base_url: str | None = None
-    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    api_key_env: EnvVarName | None = None
     timeout_s: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=1, ge=0, le=10)
 
@@ -72,7 +72,7 @@ class GatewayKeySpec(_Strict):
         role: ``user`` or ``admin``.
     """
 
-    key_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="an environment variable NAME, never the secret itself")
+    key_env: EnvVarName
     team: str | None = None
     role: Literal["user", "admin"] = "user"
     budget: BudgetSpec | None = None

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from steward.spec._base import _Strict
+from steward.spec._base import EnvVarName, _Strict
 
 __all__ = ["Role", "ServingAuthSpec", "ServingKeySpec"]
 
@@ -23,7 +23,7 @@ class ServingKeySpec(_Strict):
         role: ``viewer`` (read), ``operator`` (predict) or ``admin`` (rollouts, aliases, reloads).
     """
 
-    key_env: str
+    key_env: EnvVarName
     role: Role = "operator"
 
 
