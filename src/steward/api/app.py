@@ -15,10 +15,14 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from steward._primitives import PROBLEM_MEDIA_TYPE, problem_body
+from steward.api._openapi import GATEWAY_PATHS, complete_errors
 from steward.errors import StewardError
 from steward.governance.signin import AttemptLimiter
 from steward.observability.gcfreeze import freeze_long_lived
@@ -41,6 +45,14 @@ ROUTER_MODULES = (
     "routes_agent",
     "routes_dashboard",
 )
+
+
+# stable codes for the framework's own HTTP errors
+_HTTP_CODES = {
+    400: "request.unreadable",
+    404: "route.not_found",
+    405: "route.method_not_allowed",
+}
 
 
 def problem(status: int, code: str, detail: str, *, instance: str | None = None, **extra: Any) -> JSONResponse:
@@ -80,6 +92,16 @@ def create_app(workspace: Workspace | None = None, **state: Any) -> FastAPI:
         fields = ", ".join(e["field"] for e in errors)
         return problem(422, "validation.failed", f"invalid request: {fields}", instance=request.url.path, errors=errors)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI's own errors (no route 404, wrong method 405, an unreadable body 400): problem+json like every
+        # other error, except on the gateway, whose OpenAI/Anthropic clients get the framework's shape there
+        if GATEWAY_PATHS.match(request.url.path):
+            return await http_exception_handler(request, exc)
+        code = _HTTP_CODES.get(exc.status_code, f"http.{exc.status_code}")
+        body = problem_body(exc.status_code, code, str(exc.detail), instance=request.url.path)
+        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_MEDIA_TYPE, headers=exc.headers)
+
     for name in ROUTER_MODULES:
         qual = f"steward.api.{name}"
         if importlib.util.find_spec(qual) is None:
@@ -100,4 +122,12 @@ def create_app(workspace: Workspace | None = None, **state: Any) -> FastAPI:
             yield maybe_state
 
     app.router.lifespan_context = _freeze_after_startup
+
+    def _openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            app.openapi_schema = complete_errors(doc)
+        return app.openapi_schema
+
+    app.openapi = _openapi  # type: ignore[method-assign]
     return app

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from steward import ops
 from steward._primitives import make_actor
 from steward.api.auth import Principal, load_keys, require
+from steward.api.routes_models import body_schema, parse_body, read_json
 from steward.api.routes_llm import get_gateway
-from steward.errors import StewardError, ValidationFailed
+from steward.errors import Conflict, ValidationFailed
 from steward.llm.agent import Agent, Approvals, ToolGate, get_run
 
 __all__ = ["router"]
@@ -54,7 +55,7 @@ class ApprovalGrant(BaseModel):
 def _ws(request: Request) -> Any:
     ws = request.app.state.workspace
     if ws is None:
-        raise StewardError("the API was started without a workspace", code="agent.no_workspace")
+        raise Conflict("the API was started without a workspace", code="agent.no_workspace")
     return ws
 
 
@@ -73,10 +74,11 @@ def _agent(request: Request) -> Any:
     return agent
 
 
-@router.post("/v1/agent/runs")
-async def create_run(body: RunRequest, request: Request) -> dict[str, Any]:
+@router.post("/v1/agent/runs", openapi_extra=body_schema(RunRequest))
+async def create_run(request: Request) -> dict[str, Any]:
     """Run a task with the caller's role (or a lower one) and return the finished run."""
     who = _principal(request, "viewer")
+    body = parse_body(RunRequest, await read_json(request))  # after auth: no key is 401 whatever the body
     role = ops.agent_role(who, body.role)
     run = await _agent(request).run(body.task, role=role, actor=make_actor("api", who.name), approval_tokens=body.approval_tokens)
     out: dict[str, Any] = run.to_dict()
@@ -97,10 +99,11 @@ async def list_approvals(request: Request, status: str | None = None) -> dict[st
     return {"approvals": [a.to_dict() for a in Approvals(_ws(request)).list(status)]}
 
 
-@router.post("/v1/agent/approvals")
-async def grant_approval(body: ApprovalGrant, request: Request) -> dict[str, Any]:
+@router.post("/v1/agent/approvals", openapi_extra=body_schema(ApprovalGrant))
+async def grant_approval(request: Request) -> dict[str, Any]:
     """Grant a one-time approval (admin only); the token is returned once and stored hashed."""
     who = _principal(request, "admin")
+    body = parse_body(ApprovalGrant, await read_json(request))
     gate = ToolGate(_ws(request))
     admin = make_actor("api", who.name)
     if body.request_id:

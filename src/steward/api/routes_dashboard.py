@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -33,6 +34,7 @@ from pydantic import BaseModel, Field
 
 from steward._primitives import make_actor
 from steward.api.auth import ApiKeys, Principal, check_request, client_of, load_keys, require
+from steward.api.routes_models import body_schema, parse_body, read_json
 from steward.dashboard import STATIC, TEMPLATES, data
 from steward.dashboard.charts import parse_time
 from steward.errors import SpecError
@@ -370,9 +372,16 @@ def _admin(request: Request) -> Principal:
     return require(request, "admin")
 
 
-@admin_router.post("/revoke", summary="End dashboard sessions now (one principal's, or everyone's)")
-def revoke_sessions(request: Request, body: RevokeSessionsRequest, who: Principal = Depends(_admin)) -> dict[str, Any]:
+@admin_router.post(
+    "/revoke", summary="End dashboard sessions now (one principal's, or everyone's)", openapi_extra=body_schema(RevokeSessionsRequest)
+)
+async def revoke_sessions(request: Request, who: Principal = Depends(_admin)) -> dict[str, Any]:
     """Revoke every dashboard session issued until now for ``principal`` (or for everyone), and audit it."""
+    body = parse_body(RevokeSessionsRequest, await read_json(request))  # after auth (the dependency): no key is 401
+    return await run_in_threadpool(_revoke, request, body, who)  # the audit append writes the store
+
+
+def _revoke(request: Request, body: RevokeSessionsRequest, who: Principal) -> dict[str, Any]:
     _revocations(request).revoke_all(body.principal)
     ws: Workspace | None = request.app.state.workspace
     if ws is not None:

@@ -32,7 +32,7 @@ from steward.api.auth import ApiKeys, presented_key, require
 from steward.errors import StewardError, ValidationFailed
 from steward.serving.server import ModelServer
 
-__all__ = ["PredictFastPath", "parse_body", "read_json", "router", "run_predict", "setup"]
+__all__ = ["PredictFastPath", "body_schema", "parse_body", "read_json", "router", "run_predict", "setup"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -236,6 +236,11 @@ async def outcome(name: str, request: Request) -> dict[str, Any]:
     body = parse_body(OutcomeRequest, await read_json(request))
     variant = _server(request).record_outcome(name, body.request_id, body.outcome)
     return {"request_id": body.request_id, "variant": variant, "outcome": body.outcome}
+
+
+def body_schema(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
+    """``openapi_extra`` declaring a JSON body a route reads itself (with :func:`read_json` and :func:`parse_body`, after auth)."""
+    return {"requestBody": {"required": required, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
 def parse_body(model: type[M], data: dict[str, Any]) -> M:

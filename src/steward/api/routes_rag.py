@@ -18,8 +18,9 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from steward.api.auth import Principal, load_keys, require
+from steward.api.routes_models import body_schema, parse_body, read_json
 from steward.api.routes_llm import get_gateway
-from steward.errors import StewardError
+from steward.errors import Conflict
 from steward.llm.rag import ask
 
 __all__ = ["AskRequest", "router"]
@@ -46,8 +47,8 @@ def _principal(request: Request) -> Principal:
     return require(request, "viewer")
 
 
-@router.post("/ask")
-async def ask_endpoint(body: AskRequest, request: Request) -> dict[str, Any]:
+@router.post("/ask", openapi_extra=body_schema(AskRequest))
+async def ask_endpoint(request: Request) -> dict[str, Any]:
     """Answer with citations; ``abstained`` is true (and the text says "I don't know") when retrieval is weak.
 
     Needs an API key (viewer or higher): 401 without one. Guardrails apply: an injection attempt
@@ -55,8 +56,9 @@ async def ask_endpoint(body: AskRequest, request: Request) -> dict[str, Any]:
     """
     ws = request.app.state.workspace
     if ws is None:
-        raise StewardError("the API was started without a project", code="rag.no_workspace", hint="start it with --spec PATH")
+        raise Conflict("the API was started without a project", code="rag.no_workspace", hint="start it with --spec PATH")
     _principal(request)
+    body = parse_body(AskRequest, await read_json(request))  # after auth: no key is 401 whatever the body
     gateway, loop = None, None
     if ws.spec.llm.rag.model:
         gateway, loop = get_gateway(request), asyncio.get_running_loop()
