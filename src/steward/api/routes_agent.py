@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from steward import ops
 from steward._primitives import make_actor
 from steward.api.auth import Principal, load_keys, require
-from steward.api.routes_models import body_schema, parse_body, read_json
 from steward.api.routes_llm import get_gateway
+from steward.api.routes_models import body_schema, parse_body, read_json
 from steward.errors import Conflict, ValidationFailed
 from steward.llm.agent import Agent, Approvals, ToolGate, get_run
 

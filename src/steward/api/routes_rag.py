@@ -18,8 +18,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from steward.api.auth import Principal, load_keys, require
-from steward.api.routes_models import body_schema, parse_body, read_json
 from steward.api.routes_llm import get_gateway
+from steward.api.routes_models import body_schema, parse_body, read_json
 from steward.errors import Conflict
 from steward.llm.rag import ask
 
