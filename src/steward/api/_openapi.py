@@ -111,8 +111,8 @@ def complete_errors(doc: dict[str, Any]) -> dict[str, Any]:
             continue
         for method, op in ops.items():
             responses: dict[str, Any] = op.setdefault("responses", {})
-            for status in _statuses(path, method, op):
-                responses.setdefault(str(status), {"description": _DESCRIPTIONS[status]})
+            for code in _statuses(path, method, op):
+                responses.setdefault(str(code), {"description": _DESCRIPTIONS[code]})
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:
                     # FastAPI documents its own 422 as application/json HTTPValidationError; Steward answers problem+json

@@ -10,22 +10,23 @@ the answer) and returns its result.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from steward import ops
 from steward._primitives import PROBLEM_MEDIA_TYPE, make_actor
 from steward.api._offload import call_op
 from steward.api.auth import Principal, require
 from steward.api.routes_models import parse_body, read_json
-from steward.errors import Conflict
+from steward.errors import Conflict, ValidationFailed
 from steward.serving.live import LiveHandle
 from steward.serving.server import ModelServer
 from steward.workspace import Workspace
 
-__all__ = ["router"]
+__all__ = ["check_model_name", "router"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,24 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_VERSION_ALIAS = re.compile(r"^[vV][0-9]+$")
+
+
+def check_model_name(name: str) -> str:
+    """A registered-model name the registry can store, else 422 naming the field (before any backend is asked).
+
+    Raises:
+        ValidationFailed: ``name`` is empty, holds ``:`` or ``/``, or is not a plain path segment (``.``, ``..``).
+    """
+    if not name.strip() or ":" in name or "/" in name or name in (".", ".."):
+        raise ValidationFailed(
+            f"invalid model name {name!r}",
+            hint="a model name cannot be empty, contain ':' or '/', or be '.' or '..'",
+            details={"errors": [{"field": "name", "message": "not a valid model name", "type": "value_error"}]},
+        )
+    return name
+
+
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": False, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
@@ -51,10 +70,23 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
 class AliasRequest(BaseModel):
     """Point an alias at a version."""
 
-    alias: str = Field(description="champion, challenger, previous or any other alias")
-    version: int = Field(ge=1)
+    alias: str = Field(
+        pattern=r"^[A-Za-z0-9_-]+$",
+        max_length=255,
+        description="champion, challenger, previous or any other alias (letters, digits, _ and -; not latest or vN)",
+    )
+    # the registry stores versions as 32-bit integers: a larger one is a bad request, not a store failure
+    version: int = Field(ge=1, le=2**31 - 1)
     reason: str = Field(min_length=1)
     force: bool = Field(default=False, description="champion only: promote without a passing gate verdict (recorded)")
+
+    @field_validator("alias")
+    @classmethod
+    def _not_reserved(cls, alias: str) -> str:
+        # the registry reserves these (latest, and v1, v2, ... name versions): refused here, by field, not by the store
+        if alias.lower() == "latest" or _VERSION_ALIAS.match(alias):
+            raise ValueError(f"'{alias}' is reserved by the model registry")
+        return alias
 
 
 class RolloutStartRequest(BaseModel):
@@ -128,6 +160,7 @@ async def reload_model(name: str, request: Request) -> dict[str, Any]:
 async def set_alias(name: str, request: Request) -> dict[str, Any]:
     """Point an alias at a version (``champion`` goes through the registry's gated promotion), then reload (role: admin)."""
     who = require(request, "admin")
+    check_model_name(name)
     body = parse_body(AliasRequest, await read_json(request))
     move = await call_op(
         lambda: ops.move_alias(
@@ -156,6 +189,7 @@ async def rollout_status(name: str, request: Request) -> dict[str, Any]:
 async def rollout_start(name: str, request: Request) -> dict[str, Any]:
     """Start rolling out ``name``'s challenger with the spec's policy, overridden by the body (role: admin)."""
     who = require(request, "admin")
+    check_model_name(name)
     body = parse_body(RolloutStartRequest, await _optional_body(request))
     st = await call_op(
         lambda: ops.start_rollout(request.app.state.workspace, name, body.model_dump(), actor=_actor(who), server=_live(request))

@@ -93,7 +93,9 @@ def translate_mlflow_error(exc: BaseException, *, what: str, uri: str) -> Stewar
         if code in NOT_FOUND_CODES:
             return NotFound(f"{what}: {detail}", details={"mlflow_code": code})
         if code in INVALID_CODES:
-            return ValidationFailed(f"{what}: {detail}", details={"errors": [detail], "mlflow_code": code})
+            # the problem+json shape of errors: what the store rejected, by message (MLflow does not name the field)
+            errors = [{"field": "", "message": detail, "type": code.lower()}]
+            return ValidationFailed(f"{what}: {detail}", details={"errors": errors, "mlflow_code": code})
         if code in CONFLICT_CODES:
             return Conflict(f"{what}: {detail}", details={"mlflow_code": code})
         return BackendUnavailable(
