@@ -58,6 +58,7 @@ def test_every_native_error_is_documented_as_problem_json(tmp_path: Path) -> Non
         assert 503 in errors, (method, path)
         if path != "/readyz":
             assert {401, 403, 429} <= errors, (method, path)
+            assert op["security"] == [{"HTTPBearer": []}, {"APIKeyHeader": []}], (method, path)
         if method == "post":
             assert {400, 413, 422} <= errors, (method, path)
         if "{" in path:

@@ -105,6 +105,9 @@ def complete_errors(doc: dict[str, Any]) -> dict[str, Any]:
         The same document.
     """
     doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    schemes = doc["components"].setdefault("securitySchemes", {})
+    schemes.setdefault("HTTPBearer", {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key>"})
+    schemes.setdefault("APIKeyHeader", {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The API key"})
     schemas = doc["components"]["schemas"]
     for path, ops in doc.get("paths", {}).items():
         if is_protocol_path(path):
@@ -113,6 +116,9 @@ def complete_errors(doc: dict[str, Any]) -> dict[str, Any]:
             responses: dict[str, Any] = op.setdefault("responses", {})
             for code in _statuses(path, method, op):
                 responses.setdefault(str(code), {"description": _DESCRIPTIONS[code]})
+            if "401" in responses:
+                # every route that checks a key says so (routes_health declares the schemes; keys are checked in handlers)
+                op.setdefault("security", [{"HTTPBearer": []}, {"APIKeyHeader": []}])
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:
                     # FastAPI documents its own 422 as application/json HTTPValidationError; Steward answers problem+json

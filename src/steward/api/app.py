@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -99,8 +98,21 @@ def create_app(workspace: Workspace | None = None, **state: Any) -> FastAPI:
         if GATEWAY_PATHS.match(request.url.path):
             return await http_exception_handler(request, exc)
         code = _HTTP_CODES.get(exc.status_code, f"http.{exc.status_code}")
-        body = problem_body(exc.status_code, code, str(exc.detail), instance=request.url.path)
+        allowed = (exc.headers or {}).get("Allow")
+        hint = f"allowed here: {allowed}" if allowed else "the routes are listed at /docs" if exc.status_code == 404 else None
+        detail = f"{exc.detail}: {request.method} {request.url.path}"
+        body = problem_body(exc.status_code, code, detail, hint=hint, instance=request.url.path)
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_MEDIA_TYPE, headers=exc.headers)
+
+    generate = app.openapi
+
+    def _openapi() -> dict[str, Any]:
+        # the routers' setups wrap this in turn (routes_health declares the key schemes)
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        return complete_errors(generate())
+
+    app.openapi = _openapi  # type: ignore[method-assign]
 
     for name in ROUTER_MODULES:
         qual = f"steward.api.{name}"
@@ -122,12 +134,4 @@ def create_app(workspace: Workspace | None = None, **state: Any) -> FastAPI:
             yield maybe_state
 
     app.router.lifespan_context = _freeze_after_startup
-
-    def _openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            app.openapi_schema = complete_errors(doc)
-        return app.openapi_schema
-
-    app.openapi = _openapi  # type: ignore[method-assign]
     return app
