@@ -61,6 +61,10 @@ def _fuzz(operation: Any, headers: dict[str, str], checks: list[Any], statuses: 
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         case = data.draw(operation.as_strategy())
+        # the declared key schemes make schemathesis invent keys: drop them, so each run is exactly "admin" or "none"
+        # (invented keys are wrong keys, and enough of them lock the client out: 429 on everything after)
+        for name in [h for h in (case.headers or {}) if h.lower() in ("authorization", "x-api-key")]:
+            del case.headers[name]
         try:
             response = case.call_and_validate(headers=headers, checks=checks)
         except (Exception, BaseExceptionGroup) as exc:  # a failed check (or a group of them), or no answer at all

@@ -154,7 +154,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "Role too low",
         404: "Model or version not served",
         413: "Body too large",
-        429: "Too many rows",
+        429: "Too many rows, or a client locked out after too many wrong keys (Retry-After)",
         503: "Not loaded yet",
     }
     return {s: {"model": OIPError, "description": text[s]} for s in statuses}
@@ -286,7 +286,7 @@ async def model_version_ready(name: str, version: str, request: Request) -> Resp
     return _json({"name": name, "ready": True})
 
 
-@router.get("/models/{name}", summary="Model metadata", response_model=ModelMetadata, responses=_errors(401, 403, 404, 503))
+@router.get("/models/{name}", summary="Model metadata", response_model=ModelMetadata, responses=_errors(401, 403, 404, 429, 503))
 @_oip_errors
 async def model_metadata(name: str, request: Request) -> Response:
     """Loaded versions, input tensors (one per feature) and output tensors (role: viewer)."""
@@ -299,7 +299,7 @@ async def model_metadata(name: str, request: Request) -> Response:
     "/models/{name}/versions/{version}",
     summary="Model version metadata",
     response_model=ModelMetadata,
-    responses=_errors(401, 403, 404, 503),
+    responses=_errors(401, 403, 404, 429, 503),
 )
 @_oip_errors
 async def model_version_metadata(name: str, version: str, request: Request) -> Response:
