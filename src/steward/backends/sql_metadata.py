@@ -4,11 +4,22 @@ One implementation, two DB-API drivers: SQL is written with ``?`` placeholders
 and rewritten to ``%s`` for psycopg. A re-entrant lock serialises use of the
 single connection, so one store can be shared by threads (the API server's
 worker threads, the loop).
+
+PostgreSQL may restart or fail over under a running server, so the connection is
+checked before each use outside a transaction: when it is closed, broken, or the server
+has sent something unasked (the termination notice a restart leaves, or EOF) it is
+replaced first. A connection error during a statement maps to
+:class:`~steward.errors.BackendUnavailable` (HTTP 503) and the next use reconnects;
+a read (``SELECT``) outside a transaction is retried once on a fresh connection, since
+running it twice cannot change anything. Writes are never retried here: the server may
+have applied one whose answer was lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import select
 import sqlite3
 import threading
 import time
@@ -20,6 +31,7 @@ from typing import Any
 from steward._extras import optional_import
 from steward._primitives import utcnow
 from steward.backends.base import Dialect, Row
+from steward.backends.health import redact_url, unavailable
 from steward.backends.migrations import MIGRATIONS
 from steward.backends.sqlite_wal import CHECKPOINTER
 from steward.errors import BackendUnavailable, MetadataError
@@ -33,17 +45,25 @@ class SqlMetadataStore:
     """A :class:`~steward.backends.base.MetadataStore` over SQLite or PostgreSQL.
 
     Args:
-        url: ``sqlite:///path/to/file.db`` or ``postgresql://user@host:port/db``.
+        url: ``sqlite:///path/to/file.db`` or ``postgresql://user@host:port/db`` (libpq parameters such as
+            ``?connect_timeout=2`` may be added; the default connect timeout is :attr:`CONNECT_TIMEOUT_S`).
     """
+
+    CONNECT_TIMEOUT_S = 5
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._lock = threading.RLock()
         self._depth = 0
         self.dialect: Dialect
+        # the driver's "server went away" error; () for SQLite, whose file cannot go away
+        self._gone: tuple[type[BaseException], ...] = ()
         if url.startswith(("postgresql://", "postgres://")):
             self.dialect = "postgresql"
             self._conn: Any = self._connect_postgres(url)
+            import psycopg
+
+            self._gone = (psycopg.OperationalError,)
         elif url.startswith("sqlite:///") or url == "sqlite://":
             self.dialect = "sqlite"
             path = url[len("sqlite:///") :] if url != "sqlite://" else ":memory:"
@@ -73,34 +93,89 @@ class SqlMetadataStore:
                 hint="use sqlite:///PATH or postgresql://USER@HOST:PORT/DB in storage.metadata_url",
             )
 
-    @staticmethod
-    def _connect_postgres(url: str) -> Any:
+    @classmethod
+    def _connect_postgres(cls, url: str) -> Any:
         psycopg = optional_import("psycopg", extra="postgres", needed_for="storage.metadata_url (PostgreSQL metadata)")
         from psycopg.rows import dict_row
 
+        # a timeout in the URL wins; otherwise a black-holed server costs at most CONNECT_TIMEOUT_S
+        extra = {} if "connect_timeout=" in url else {"connect_timeout": cls.CONNECT_TIMEOUT_S}
         try:
-            return psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=5)
+            return psycopg.connect(url, autocommit=True, row_factory=dict_row, **extra)
         except psycopg.OperationalError as exc:
             raise BackendUnavailable(
-                f"cannot reach PostgreSQL at {url}: {str(exc).strip().splitlines()[0]}",
+                f"cannot reach PostgreSQL at {redact_url(url)}: {(str(exc).strip().splitlines() or ['no answer'])[0]}",
                 hint="start PostgreSQL or fix storage.metadata_url",
+                details={"backend": "metadata", "retry_after_s": 2},
             ) from None
+
+    # -- connection health -------------------------------------------------
+    def _checkout(self) -> Any:
+        """The connection to use now (the lock is held): replaced first if it is dead, outside a transaction."""
+        if self.dialect != "postgresql" or self._depth:
+            return self._conn
+        conn = self._conn
+        if conn.closed or conn.broken or _has_unread_input(conn):
+            logger.info("reconnecting to PostgreSQL at %s (the connection was lost)", redact_url(self.url))
+            with contextlib.suppress(Exception):
+                conn.close()
+            self._conn = self._connect_postgres(self.url)
+        return self._conn
+
+    def _lost(self, exc: BaseException) -> BackendUnavailable:
+        """Close a connection that failed mid-statement (the next use reconnects) and say why."""
+        with contextlib.suppress(Exception):
+            self._conn.close()
+        return unavailable("metadata store (PostgreSQL)", self.url, exc)
+
+    def ping(self) -> None:
+        """One round trip (``SELECT 1``); raise :class:`BackendUnavailable` when the server does not answer.
+
+        A store busy in another thread for over two seconds counts as alive: it was just used.
+        """
+        if not self._lock.acquire(timeout=2.0):
+            return
+        try:
+            self.fetchall("SELECT 1 AS ok")
+        finally:
+            self._lock.release()
 
     # -- SQL ---------------------------------------------------------------
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement; return the number of affected rows."""
+    def _run(self, sql: str, params: Sequence[Any], *, rows: bool) -> Any:
         with self._lock:
-            cur = self._conn.execute(self._sql(sql), tuple(params))
-            return int(cur.rowcount or 0)
+            # only a read outside a transaction is safe to send twice
+            retries = 1 if rows and not self._depth and sql.lstrip()[:6].upper() == "SELECT" else 0
+            while True:
+                conn = self._checkout()
+                try:
+                    cur = conn.execute(self._sql(sql), tuple(params))
+                    return [dict(r) for r in cur.fetchall()] if rows else int(cur.rowcount or 0)
+                except self._gone as exc:
+                    lost = self._lost(exc)
+                    if retries <= 0:
+                        raise lost from exc
+                    retries -= 1
+                    logger.info("retrying a read on a fresh PostgreSQL connection: %s", lost.message)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; return the number of affected rows.
+
+        Raises:
+            BackendUnavailable: the PostgreSQL server is not reachable (``backend.unavailable``).
+        """
+        return int(self._run(sql, params, rows=False))
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        """Run a query and return its rows as dicts."""
-        with self._lock:
-            cur = self._conn.execute(self._sql(sql), tuple(params))
-            return [dict(r) for r in cur.fetchall()]
+        """Run a query and return its rows as dicts.
+
+        Raises:
+            BackendUnavailable: the PostgreSQL server is not reachable (``backend.unavailable``).
+        """
+        out: list[Row] = self._run(sql, params, rows=True)
+        return out
 
     def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         """Run a query and return its first row, or None."""
@@ -118,15 +193,26 @@ class SqlMetadataStore:
                 finally:
                     self._depth -= 1
                 return
-            self._conn.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+            conn = self._checkout()
+            try:
+                conn.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+            except self._gone as exc:
+                raise self._lost(exc) from exc
             self._depth = 1
             try:
                 yield
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                try:
+                    conn.execute("ROLLBACK")
+                except self._gone:
+                    # the server is gone and took the transaction with it: nothing to roll back
+                    self._lost(RuntimeError("connection lost in a transaction"))
                 raise
             else:
-                self._conn.execute("COMMIT")
+                try:
+                    conn.execute("COMMIT")
+                except self._gone as exc:
+                    raise self._lost(exc) from exc
             finally:
                 self._depth = 0
 
@@ -191,6 +277,20 @@ class SqlMetadataStore:
         if path is not None:
             self._checkpoint_path = None
             CHECKPOINTER.remove(path)
+
+
+def _has_unread_input(conn: Any) -> bool:
+    """Whether the server sent something to an idle connection: a restart's termination notice, or EOF.
+
+    An idle autocommit connection is owed nothing, so readable means dead (or, rarely, an
+    unasked parameter-status message, for which a reconnect is harmless). One poll with no
+    wait: cheap enough for every statement, unlike a ``SELECT 1`` round trip.
+    """
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def open_metadata_store(url: str, *, migrate: bool = True) -> SqlMetadataStore:
