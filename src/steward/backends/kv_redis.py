@@ -11,9 +11,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from steward._extras import optional_import
 from steward.backends.base import CounterSpec
-from steward.errors import BackendUnavailable
+from steward.backends.redis_conn import guard, open_redis
 
 __all__ = ["RedisKV"]
 
@@ -57,18 +56,19 @@ class RedisKV:
     Args:
         url: ``redis://host:port/db``.
         prefix: Prepended to every key (the project name by default), so projects can share a server.
+
+
+    Raises:
+        BackendUnavailable: from the constructor and every call, when Redis does not answer (see
+            :mod:`steward.backends.redis_conn` for the timeouts and the retry on a dropped connection).
     """
 
-    def __init__(self, url: str, *, prefix: str = "steward:") -> None:
-        redis = optional_import("redis", extra="redis", needed_for="storage.cache_url (Redis budgets, rate limits and cache)")
+    _NAME = "counters and cache"
 
+    def __init__(self, url: str, *, prefix: str = "steward:") -> None:
         self.url = url
         self.prefix = prefix
-        self._redis: Any = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
-        try:
-            self._redis.ping()
-        except redis.RedisError as exc:
-            raise BackendUnavailable(f"cannot reach Redis at {url}: {exc}", hint="start Redis or fix storage.cache_url") from None
+        self._redis: Any = open_redis(url, name=self._NAME, setting="storage.cache_url")
         self._reserve = self._redis.register_script(_RESERVE)
         self._adjust = self._redis.register_script(_ADJUST)
 
@@ -78,7 +78,8 @@ class RedisKV:
         args: list[int] = []
         for _key, amount, limit, ttl in counters:
             args += [int(amount), -1 if limit is None else int(limit), max(1, int(ttl * 1000))]
-        return int(self._reserve(keys=keys, args=args))
+        with guard(self._NAME, self.url):
+            return int(self._reserve(keys=keys, args=args))
 
     def adjust(self, counters: Sequence[tuple[str, int, float]]) -> None:
         """Add deltas without a limit check (settling a reservation)."""
@@ -88,21 +89,30 @@ class RedisKV:
         args: list[int] = []
         for _key, delta, ttl in counters:
             args += [int(delta), max(1, int(ttl * 1000))]
-        self._adjust(keys=keys, args=args)
+        with guard(self._NAME, self.url):
+            self._adjust(keys=keys, args=args)
 
     def get(self, key: str) -> int:
         """Current value of a counter (0 when absent or expired)."""
-        value = self._redis.get(self.prefix + key)
+        with guard(self._NAME, self.url):
+            value = self._redis.get(self.prefix + key)
         return int(value) if value is not None else 0
 
     def cache_get(self, key: str) -> bytes | None:
         """The cached value, or None."""
-        value = self._redis.get(self.prefix + "cache:" + key)
+        with guard(self._NAME, self.url):
+            value = self._redis.get(self.prefix + "cache:" + key)
         return bytes(value) if value is not None else None
 
     def cache_set(self, key: str, value: bytes, ttl_s: float) -> None:
         """Store ``value`` for ``ttl_s`` seconds."""
-        self._redis.set(self.prefix + "cache:" + key, value, px=max(1, int(ttl_s * 1000)))
+        with guard(self._NAME, self.url):
+            self._redis.set(self.prefix + "cache:" + key, value, px=max(1, int(ttl_s * 1000)))
+
+    def ping(self) -> None:
+        """One round trip; raise :class:`~steward.errors.BackendUnavailable` when Redis does not answer."""
+        with guard(self._NAME, self.url):
+            self._redis.ping()
 
     def close(self) -> None:
         """Close the connection pool."""

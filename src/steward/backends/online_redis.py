@@ -13,8 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from steward._extras import optional_import
-from steward.errors import BackendUnavailable
+from steward.backends.redis_conn import guard, open_redis
 
 __all__ = ["RedisOnlineStore"]
 
@@ -29,28 +28,26 @@ class RedisOnlineStore:
     Args:
         url: ``redis://host:port/db``.
         prefix: Prepended to every key so projects (and tests) can share a server.
+
+    Raises:
+        BackendUnavailable: from the constructor and every call, when Redis does not answer (see
+            :mod:`steward.backends.redis_conn` for the timeouts and the retry on a dropped connection).
     """
 
-    def __init__(self, url: str, *, prefix: str = "steward:features:") -> None:
-        redis = optional_import("redis", extra="redis", needed_for="storage.online_store_url (a Redis online store)")
+    _NAME = "online store"
 
+    def __init__(self, url: str, *, prefix: str = "steward:features:") -> None:
         self.url = url
         self.prefix = prefix
-        self._redis: Any = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0)
-        try:
-            self._redis.ping()
-        except redis.RedisError as exc:
-            raise BackendUnavailable(f"cannot reach Redis at {url}: {exc}", hint="start Redis or fix storage.online_store_url") from None
+        self._redis: Any = open_redis(url, name=self._NAME, setting="storage.online_store_url")
 
     def _key(self, namespace: str) -> str:
         return f"{self.prefix}{namespace}"
 
     def replace(self, namespace: str, items: Mapping[str, str]) -> int:
         """Load ``items`` into a temporary hash, then atomically rename it over the live table."""
-        import redis
-
         live = self._key(namespace)
-        try:
+        with guard(self._NAME, self.url, hint="check that Redis is up, then load the table again"):
             if not items:
                 self._redis.delete(live)
                 return 0
@@ -71,14 +68,10 @@ class RedisOnlineStore:
             pipe.rename(tmp, live)
             pipe.persist(live)
             pipe.execute()
-        except redis.RedisError as exc:
-            raise BackendUnavailable(f"online store write to {self.url} failed: {exc}", hint="check that Redis is up") from None
         return len(items)
 
     def read(self, requests: Mapping[str, Sequence[str]]) -> dict[str, list[str | None]]:
         """One pipelined round trip: an ``HMGET`` per namespace."""
-        import redis
-
         names = [n for n, keys in requests.items() if keys]
         out: dict[str, list[str | None]] = {n: [] for n, keys in requests.items() if not keys}
         if not names:
@@ -86,21 +79,26 @@ class RedisOnlineStore:
         pipe = self._redis.pipeline(transaction=False)
         for n in names:
             pipe.hmget(self._key(n), list(requests[n]))
-        try:
+        with guard(self._NAME, self.url):
             results = pipe.execute()
-        except redis.RedisError as exc:
-            raise BackendUnavailable(f"online store read from {self.url} failed: {exc}", hint="check that Redis is up") from None
         for n, vals in zip(names, results, strict=True):
             out[n] = [None if v is None else v.decode() for v in vals]
         return out
 
     def count(self, namespace: str) -> int:
         """Number of entities stored for a table."""
-        return int(self._redis.hlen(self._key(namespace)))
+        with guard(self._NAME, self.url):
+            return int(self._redis.hlen(self._key(namespace)))
 
     def drop(self, namespace: str) -> None:
         """Delete a whole table (tests and re-definitions)."""
-        self._redis.delete(self._key(namespace))
+        with guard(self._NAME, self.url):
+            self._redis.delete(self._key(namespace))
+
+    def ping(self) -> None:
+        """One round trip; raise :class:`~steward.errors.BackendUnavailable` when Redis does not answer."""
+        with guard(self._NAME, self.url):
+            self._redis.ping()
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from steward._extras import optional_import
 from steward.backends.base import StreamEntry
-from steward.errors import BackendUnavailable
+from steward.backends.redis_conn import guard, open_redis
 
 __all__ = ["RedisStreamBackend"]
 
@@ -35,35 +34,43 @@ class RedisStreamBackend:
 
     Args:
         url: ``redis://host:port/db``.
+
+    Raises:
+        BackendUnavailable: from the constructor and every call, when Redis does not answer (see
+            :mod:`steward.backends.redis_conn` for the timeouts and the retry on a dropped connection).
     """
 
-    def __init__(self, url: str) -> None:
-        redis = optional_import("redis", extra="redis", needed_for="storage.stream_url (Redis Streams)")
+    _NAME = "stream"
 
+    def __init__(self, url: str) -> None:
         self.url = url
-        self._redis: Any = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
-        try:
+        self._redis: Any = open_redis(url, name=self._NAME, setting="storage.stream_url", decode_responses=True)
+
+    def ping(self) -> None:
+        """One round trip; raise :class:`~steward.errors.BackendUnavailable` when Redis does not answer."""
+        with guard(self._NAME, self.url):
             self._redis.ping()
-        except redis.RedisError as exc:
-            raise BackendUnavailable(f"cannot reach Redis at {url}: {exc}", hint="start Redis or fix storage.stream_url") from None
 
     def ensure_group(self, stream: str, group: str) -> None:
         """Create the consumer group from the start of the stream (idempotent)."""
         import redis
 
         try:
-            self._redis.xgroup_create(stream, group, id="0", mkstream=True)
+            with guard(self._NAME, self.url):
+                self._redis.xgroup_create(stream, group, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
     def add(self, stream: str, fields: dict[str, str]) -> str:
         """XADD a message."""
-        return str(self._redis.xadd(stream, fields))
+        with guard(self._NAME, self.url):
+            return str(self._redis.xadd(stream, fields))
 
     def read(self, stream: str, group: str, consumer: str, *, count: int = 100, pending: bool = False) -> list[StreamEntry]:
         """XREADGROUP: new messages (``>``), or this consumer's own pending ones (``0``)."""
-        resp = self._redis.xreadgroup(group, consumer, {stream: "0" if pending else ">"}, count=count)
+        with guard(self._NAME, self.url):
+            resp = self._redis.xreadgroup(group, consumer, {stream: "0" if pending else ">"}, count=count)
         if not resp:
             return []
         # RESP2 (redis-py's default protocol): [[stream, [(id, fields), ...]]]
@@ -74,7 +81,8 @@ class RedisStreamBackend:
         out: list[StreamEntry] = []
         start = "0-0"
         while len(out) < count:
-            resp = self._redis.xautoclaim(stream, group, consumer, min_idle_ms, start_id=start, count=count - len(out))
+            with guard(self._NAME, self.url):
+                resp = self._redis.xautoclaim(stream, group, consumer, min_idle_ms, start_id=start, count=count - len(out))
             start, items = str(resp[0]), resp[1]
             out += _entries(items)
             if start == "0-0":
@@ -85,11 +93,13 @@ class RedisStreamBackend:
         """XACK."""
         if not ids:
             return 0
-        return int(self._redis.xack(stream, group, *ids))
+        with guard(self._NAME, self.url):
+            return int(self._redis.xack(stream, group, *ids))
 
     def pending_count(self, stream: str, group: str) -> int:
         """XPENDING summary count."""
-        info = self._redis.xpending(stream, group)
+        with guard(self._NAME, self.url):
+            info = self._redis.xpending(stream, group)
         return int(info["pending"] if isinstance(info, dict) else info[0])
 
     def close(self) -> None:
