@@ -2,7 +2,10 @@
 
 Routers live in ``steward.api.routes_*`` modules, each exposing
 ``router: APIRouter``; a stage adds its module name to :data:`ROUTER_MODULES`.
-Every error leaves as RFC 9457 problem+json.
+Every error leaves as RFC 9457 problem+json: Steward's own errors with their status, an outside
+server that is down (:class:`~steward.errors.BackendUnavailable`, or a client's connection error
+that escaped its backend) as 503 with ``Retry-After``, anything else as a 500 problem, never
+Starlette's plain-text "Internal Server Error".
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from steward._primitives import PROBLEM_MEDIA_TYPE, problem_body
 from steward.api._openapi import GATEWAY_PATHS, complete_errors
-from steward.errors import StewardError
+from steward.backends.health import RETRY_AFTER_S, as_unavailable, client_connection_errors
+from steward.errors import BackendUnavailable, StewardError
 from steward.governance.signin import AttemptLimiter
 from steward.observability.gcfreeze import freeze_long_lived
 
@@ -60,6 +64,17 @@ def problem(status: int, code: str, detail: str, *, instance: str | None = None,
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
 
 
+def _error_response(request: Request, exc: StewardError) -> JSONResponse:
+    retry = exc.details.get("retry_after_s")
+    if retry is None and isinstance(exc, BackendUnavailable):
+        # the outage is usually a restart or a failover: tell clients (and load balancers) when to come back
+        retry = RETRY_AFTER_S
+    headers = {"Retry-After": str(int(retry))} if isinstance(retry, int | float) else None
+    return JSONResponse(
+        exc.to_problem(instance=request.url.path), status_code=exc.http_status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
+    )
+
+
 def create_app(workspace: Workspace | None = None, **state: Any) -> FastAPI:
     """Build the Steward API.
 
@@ -77,10 +92,31 @@ def create_app(workspace: Workspace | None = None, **state: Any) -> FastAPI:
 
     @app.exception_handler(StewardError)
     async def _steward_error(request: Request, exc: StewardError) -> JSONResponse:
-        retry = exc.details.get("retry_after_s")
-        headers = {"Retry-After": str(int(retry))} if isinstance(retry, int | float) else None
-        return JSONResponse(
-            exc.to_problem(instance=request.url.path), status_code=exc.http_status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
+        return _error_response(request, exc)
+
+    async def _client_error(request: Request, exc: Exception) -> JSONResponse:
+        # a client library's connection error that escaped its backend: still an outage, not a bug
+        mapped = as_unavailable(exc)
+        if mapped is None:
+            return await _internal_error(request, exc)
+        logger.warning("%s %s: %s", request.method, request.url.path, mapped.message)
+        return _error_response(request, mapped)
+
+    for cls in client_connection_errors():
+        app.add_exception_handler(cls, _client_error)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette's last resort answers text/plain; say the same in problem+json (Starlette still logs the traceback)
+        mapped = as_unavailable(exc)
+        if mapped is not None:
+            return _error_response(request, mapped)
+        rid = getattr(request.state, "request_id", None)
+        return problem(
+            500,
+            "internal.error",
+            "the server failed to handle this request; the error is in its log" + (f" under request id {rid}" if rid else ""),
+            instance=request.url.path,
         )
 
     @app.exception_handler(RequestValidationError)

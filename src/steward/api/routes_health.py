@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -26,6 +27,8 @@ from fastapi.responses import JSONResponse, Response
 
 from steward._primitives import PROBLEM_MEDIA_TYPE, problem_body, request_id
 from steward.api.auth import ApiKeys, load_keys, require
+from steward.backends.factory import metadata_url_for
+from steward.backends.health import RETRY_AFTER_S, probe_backends
 from steward.observability.logging import request_id_var
 from steward.observability.metrics import CONTENT_TYPE, ServingMetrics
 from steward.observability.tracing import get_tracer
@@ -61,18 +64,62 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: every configured model is loaded",
-    responses={503: {"description": "Not ready (problem+json with per-model state)", "content": {PROBLEM_MEDIA_TYPE: {}}}},
+    summary="Readiness: every configured model is loaded and every configured backend answers",
+    responses={503: {"description": "Not ready (problem+json with per-model and per-backend state)", "content": {PROBLEM_MEDIA_TYPE: {}}}},
 )
 async def readyz(request: Request) -> Response:
-    """200 when every configured model is loaded; 503 (problem+json) before, or with no model configured."""
+    """200 when every configured model is loaded and every backend answers; 503 (problem+json) otherwise.
+
+    Backends are the metadata store, and the online store, counters/cache and stream when steward.yaml
+    gives them a server URL. Each is probed anew (at most once a second, in threads, two seconds at most),
+    so readiness comes back by itself when a server does.
+    """
     server = _server(request)
     state = server.readiness()
-    if state["ready"]:
+    backends = await _backend_states(request)
+    state["backends"] = backends
+    down = sorted(name for name, b in backends.items() if not b["ok"])
+    if state["ready"] and not down:
         return JSONResponse({"status": "ready", **state})
+    state["ready"] = False
+    if down:
+        detail = "; ".join(f"{name}: {backends[name]['reason']}" for name in down)
+        body = problem_body(503, "serving.not_ready", f"a backend is down: {detail}", extra=state)
+        return JSONResponse(body, status_code=503, media_type=PROBLEM_MEDIA_TYPE, headers={"Retry-After": str(RETRY_AFTER_S)})
     detail = "no model is configured" if not state["models"] else "not every configured model is loaded"
     body = problem_body(503, "serving.not_ready", detail, extra=state)
     return JSONResponse(body, status_code=503, media_type=PROBLEM_MEDIA_TYPE)
+
+
+_PROBE_TTL_S = 1.0
+
+
+def _backend_openers(ws: Any) -> dict[str, tuple[str, Callable[[], Any]]]:
+    """The backends /readyz probes: the metadata store always, a server-backed store when its URL is set."""
+    storage = ws.spec.storage
+    openers: dict[str, tuple[str, Callable[[], Any]]] = {"metadata": (metadata_url_for(ws.spec), lambda: ws.metadata)}
+    if storage.online_store_url:
+        openers["online_store"] = (storage.online_store_url, lambda: ws.online_store)
+    if storage.cache_url:
+        openers["counters_cache"] = (storage.cache_url, lambda: ws.counter_store)
+    if storage.stream_url:
+        openers["stream"] = (storage.stream_url, lambda: ws.stream)
+    return openers
+
+
+async def _backend_states(request: Request) -> dict[str, dict[str, Any]]:
+    ws = request.app.state.workspace
+    if ws is None:
+        return {}
+    state = request.app.state
+    cached: tuple[float, dict[str, dict[str, Any]]] | None = getattr(state, "backend_probe", None)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < _PROBE_TTL_S:
+        return cached[1]
+    # probes block (a round trip each, a connect timeout for a dead server): off the event loop
+    result = await asyncio.to_thread(probe_backends, _backend_openers(ws))
+    state.backend_probe = (time.monotonic(), result)
+    return result
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})

@@ -4,11 +4,12 @@ Every client (psycopg, redis-py) raises its own connection errors. A backend map
 to :class:`~steward.errors.BackendUnavailable` where it calls the client; :func:`as_unavailable`
 is the net for one that escapes anyway (the API's last-resort handler answers 503 with it
 instead of a plain-text 500). Classification goes by the exception's class names, so this
-module never imports a client library.
+module imports a client library only in :func:`client_connection_errors`, and only one that is installed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 import threading
@@ -23,6 +24,7 @@ __all__ = [
     "RETRY_AFTER_S",
     "Pingable",
     "as_unavailable",
+    "client_connection_errors",
     "probe_backends",
     "redact_url",
     "unavailable",
@@ -78,6 +80,20 @@ def as_unavailable(exc: BaseException) -> BackendUnavailable | None:
                 details={"backend": backend.lower(), "retry_after_s": RETRY_AFTER_S},
             )
     return None
+
+
+def client_connection_errors() -> tuple[type[Exception], ...]:
+    """The installed clients' connection-error classes (psycopg, redis-py), for exception handlers keyed on a class."""
+    found: list[type[Exception]] = []
+    if importlib.util.find_spec("psycopg") is not None:
+        import psycopg
+
+        found.append(psycopg.OperationalError)
+    if importlib.util.find_spec("redis") is not None:
+        import redis
+
+        found += [redis.ConnectionError, redis.TimeoutError]
+    return tuple(found)
 
 
 @runtime_checkable

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from steward._primitives import utcnow
 from steward.backends.base import MetadataStore
-from steward.errors import DataError, TableNotFound, VersionNotFound
+from steward.errors import BackendUnavailable, DataError, TableNotFound, VersionNotFound
 
 __all__ = ["LAYERS", "Lake", "TableRef", "with_retries"]
 
@@ -257,6 +257,17 @@ class Lake:
         return CommitProperties(custom_metadata=meta)
 
     def _record(
+        self, ref: TableRef, version: int, run_id: str | None, batch_id: str | None, operation: str, rows: int, *, appended: bool = False
+    ) -> None:
+        # Called once the Delta commit has landed: the rows are in the table whatever happens here. A metadata
+        # outage must not turn that into a failed write (the caller would write the rows again: duplicates).
+        # history() falls back to the Delta log's own commit properties for a commit recorded nowhere else.
+        try:
+            self._record_commit(ref, version, run_id, batch_id, operation, rows, appended=appended)
+        except BackendUnavailable as exc:
+            logger.warning("%s version %s is written; its commit record is not (%s)", ref.table, version, exc.message)
+
+    def _record_commit(
         self, ref: TableRef, version: int, run_id: str | None, batch_id: str | None, operation: str, rows: int, *, appended: bool = False
     ) -> None:
         if self.metadata is None:

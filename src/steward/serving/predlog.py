@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from steward.errors import BackendUnavailable
+
 if TYPE_CHECKING:
     from steward.data.lake import Lake
 
@@ -135,6 +137,8 @@ class PredictionLogger:
         self._stop = threading.Event()
         self._flush_now = threading.Event()
         self._busy = threading.Lock()
+        self._backoff_s = 0.0
+        self._retry_at = 0.0
 
     def start(self) -> None:
         """Start the writer thread (idempotent)."""
@@ -159,13 +163,14 @@ class PredictionLogger:
         return len(self._queue)
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        """Write everything queued now and wait for it (tests, shutdown)."""
+        """Write everything queued now and wait for it (tests, shutdown); a failed write ends the wait (its records stay queued)."""
         if self._thread is None or not self._thread.is_alive():
             self._drain(force=True)
             return
+        errors = self.errors
         self._flush_now.set()
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and (self._queue or self._flush_now.is_set()):
+        while time.monotonic() < deadline and (self._queue or self._flush_now.is_set()) and self.errors == errors:
             time.sleep(0.005)
 
     def close(self, timeout_s: float = 30.0) -> None:
@@ -175,6 +180,8 @@ class PredictionLogger:
         if self._thread is not None:
             self._thread.join(timeout_s)
         self._drain(force=True)
+        if self._queue:
+            logger.error("%d prediction records could not be written to %s before shutdown", len(self._queue), self.table)
 
     def _take(self, n: int) -> list[PredictionRecord]:
         batch: list[PredictionRecord] = []
@@ -187,7 +194,8 @@ class PredictionLogger:
     def _drain(self, *, force: bool) -> None:
         with self._busy:
             while self._queue and (force or len(self._queue) >= self.flush_rows):
-                self._flush(self._take(self.flush_rows))
+                if not self._flush(self._take(self.flush_rows)):
+                    break
 
     def _run(self) -> None:
         last = time.monotonic()
@@ -195,27 +203,47 @@ class PredictionLogger:
             time.sleep(self._POLL_S)
             now = time.monotonic()
             forced = self._flush_now.is_set()
-            if self._queue and (forced or now - last >= self.flush_interval_s):
+            if now < self._retry_at and not forced:
+                pass  # the last write failed: wait out the backoff (a flush() still tries at once)
+            elif self._queue and (forced or now - last >= self.flush_interval_s):
                 self._drain(force=True)
                 last = time.monotonic()
             elif len(self._queue) >= self.flush_rows:
                 self._drain(force=False)
-            if forced and not self._queue:
-                self._flush_now.clear()
+            if forced and (not self._queue or self._retry_at > time.monotonic()):
+                self._flush_now.clear()  # done, or failed: a failed forced flush must not retry every poll
             if self._on_depth is not None:
                 self._on_depth(len(self._queue))
 
-    def _flush(self, batch: list[PredictionRecord]) -> None:
+    def _flush(self, batch: list[PredictionRecord]) -> bool:
         if not batch:
-            return
+            return True
         try:
             self._write(records_to_arrow(batch))
-        except Exception:
+        except Exception as exc:
+            # keep the batch, first in line, and retry after a backoff: a write that raised committed nothing
+            # (the lake reports a landed commit as written even when its metadata record fails)
+            self._queue.extendleft(reversed(batch))
             self.errors += 1
+            self._backoff_s = min(self._backoff_s * 2, 10.0) if self._backoff_s else 0.5
+            self._retry_at = time.monotonic() + self._backoff_s
             if self._on_error is not None:
                 self._on_error()
-            logger.exception("could not write %d prediction records to %s", len(batch), self.table)
-            return
+            if isinstance(exc, BackendUnavailable):
+                logger.warning(
+                    "could not write %d prediction records to %s yet; kept, retrying in %.1fs: %s",
+                    len(batch),
+                    self.table,
+                    self._backoff_s,
+                    exc.message,
+                )
+            else:
+                logger.exception(
+                    "could not write %d prediction records to %s (kept, retrying in %.1fs)", len(batch), self.table, self._backoff_s
+                )
+            return False
+        self._backoff_s = 0.0
+        self._retry_at = 0.0
         self.writes += 1
         self.written += len(batch)
         if self._on_written is not None:
@@ -231,6 +259,7 @@ class PredictionLogger:
                 self.compactions += 1
             except Exception:
                 logger.exception("could not compact %s for %s (the log keeps working)", self.table, day)
+        return True
 
 
 def _json_default(value: Any) -> Any:
