@@ -14,7 +14,14 @@ from steward.serving.predlog import PredictionLogger, PredictionRecord
 
 def record(i: int) -> PredictionRecord:
     return PredictionRecord(
-        request_id=f"r{i}", ts=1_700_000_000 + i, model="m", version="1", variant="champion", features={"x": i}, prediction=float(i), latency_ms=1.0
+        request_id=f"r{i}",
+        ts=1_700_000_000 + i,
+        model="m",
+        version="1",
+        variant="champion",
+        features={"x": i},
+        prediction=float(i),
+        latency_ms=1.0,
     )
 
 
