@@ -66,9 +66,11 @@ def problem(status: int, code: str, detail: str, *, instance: str | None = None,
 
 def _error_response(request: Request, exc: StewardError) -> JSONResponse:
     retry = exc.details.get("retry_after_s")
-    if retry is None and isinstance(exc, BackendUnavailable):
+    if isinstance(exc, BackendUnavailable):
         # the outage is usually a restart or a failover: tell clients (and load balancers) when to come back
-        retry = RETRY_AFTER_S
+        retry = RETRY_AFTER_S if retry is None else retry
+        # and /readyz must not answer "ready" from a probe cached before the outage was seen
+        request.app.state.backend_probe = None
     headers = {"Retry-After": str(int(retry))} if isinstance(retry, int | float) else None
     return JSONResponse(
         exc.to_problem(instance=request.url.path), status_code=exc.http_status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
