@@ -25,6 +25,7 @@ __all__ = [
     "Pingable",
     "as_unavailable",
     "client_connection_errors",
+    "client_reason",
     "probe_backends",
     "redact_url",
     "unavailable",
@@ -44,9 +45,15 @@ def redact_url(url: str) -> str:
     return _QUERY_SECRET.sub(r"\g<key>***", _PASSWORD.sub(r"\g<head>***@", url))
 
 
+def client_reason(exc: BaseException) -> str:
+    """The useful end of a client's error: its first line, from the last ``failed:`` on (libpq repeats the target)."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return first.rsplit("failed: ", 1)[-1].strip() or first
+
+
 def unavailable(backend: str, url: str, exc: BaseException | str, *, hint: str | None = None) -> BackendUnavailable:
     """A :class:`BackendUnavailable` naming the backend and its (redacted) URL, with the client's first line of error."""
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0] if not isinstance(exc, str) else exc
+    first = client_reason(exc) if not isinstance(exc, str) else exc
     return BackendUnavailable(
         f"{backend} at {redact_url(url)} is unavailable: {first}",
         hint=hint or f"check that the server at {redact_url(url)} is up; Steward reconnects by itself once it is",

@@ -31,7 +31,7 @@ from typing import Any
 from steward._extras import optional_import
 from steward._primitives import utcnow
 from steward.backends.base import Dialect, Row
-from steward.backends.health import redact_url, unavailable
+from steward.backends.health import client_reason, redact_url, unavailable
 from steward.backends.migrations import MIGRATIONS
 from steward.backends.sqlite_wal import CHECKPOINTER
 from steward.errors import BackendUnavailable, MetadataError
@@ -104,7 +104,7 @@ class SqlMetadataStore:
             return psycopg.connect(url, autocommit=True, row_factory=dict_row, **extra)
         except psycopg.OperationalError as exc:
             raise BackendUnavailable(
-                f"cannot reach PostgreSQL at {redact_url(url)}: {(str(exc).strip().splitlines() or ['no answer'])[0]}",
+                f"cannot reach PostgreSQL at {redact_url(url)}: {client_reason(exc)}",
                 hint="start PostgreSQL or fix storage.metadata_url",
                 details={"backend": "metadata", "retry_after_s": 2},
             ) from None

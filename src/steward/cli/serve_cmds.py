@@ -85,6 +85,7 @@ def serve(
     sys.setswitchinterval(switch_interval_ms / 1000.0)
 
     from steward.api.app import create_app
+    from steward.backends.factory import preflight  # lazy like the rest here: keeps `steward --help` fast
     from steward.observability.gcfreeze import enable
 
     enable()  # a long-running server: keep what it loads at start-up out of the GC's full passes
@@ -104,8 +105,10 @@ def serve(
         "server_header": False,
         "date_header": False,
     }
+    ws = workspace()
+    # a dead metadata_url or tracking database: one red line now, not a traceback from the app's start-up
+    preflight(ws.spec, ws.metadata)
     if workers > 1:
-        ws = workspace()
         os.environ["STEWARD_SPEC"] = str(ws.spec.spec_path.resolve())
         os.environ[_OVERRIDES_ENV] = json.dumps(overrides)
         uvicorn.run(
@@ -119,7 +122,6 @@ def serve(
             **fast,
         )
         return
-    ws = workspace()
     _apply_overrides(ws, overrides)
     logging.getLogger("steward").setLevel(level)
     app = create_app(ws, monitor_schedule=ws.spec.monitoring.schedule.enabled)
