@@ -111,6 +111,8 @@ class BudgetEnforcer:
         Raises:
             RateLimited: a key or team per-minute limit would be exceeded (HTTP 429).
             BudgetExceeded: a key or team budget would be exceeded (HTTP 402).
+            BackendUnavailable: the counter store (Redis) does not answer (HTTP 503 with Retry-After); its
+                client fails fast (see :mod:`steward.backends.redis_conn`), so a request never hangs on it.
         """
         now = self.clock()
         res = Reservation(tokens=tokens, micro_usd=micro_usd)
