@@ -27,8 +27,8 @@ from fastapi.responses import JSONResponse, Response
 
 from steward._primitives import PROBLEM_MEDIA_TYPE, problem_body, request_id
 from steward.api.auth import ApiKeys, load_keys, require
-from steward.backends.factory import metadata_url_for
 from steward.backends.health import RETRY_AFTER_S, probe_backends
+from steward.backends.readiness import backend_openers
 from steward.observability.logging import request_id_var
 from steward.observability.metrics import CONTENT_TYPE, ServingMetrics
 from steward.observability.tracing import get_tracer
@@ -94,19 +94,6 @@ async def readyz(request: Request) -> Response:
 _PROBE_TTL_S = 1.0
 
 
-def _backend_openers(ws: Any) -> dict[str, tuple[str, Callable[[], Any]]]:
-    """The backends /readyz probes: the metadata store always, a server-backed store when its URL is set."""
-    storage = ws.spec.storage
-    openers: dict[str, tuple[str, Callable[[], Any]]] = {"metadata": (metadata_url_for(ws.spec), lambda: ws.metadata)}
-    if storage.online_store_url:
-        openers["online_store"] = (storage.online_store_url, lambda: ws.online_store)
-    if storage.cache_url:
-        openers["counters_cache"] = (storage.cache_url, lambda: ws.counter_store)
-    if storage.stream_url:
-        openers["stream"] = (storage.stream_url, lambda: ws.stream)
-    return openers
-
-
 async def _backend_states(request: Request) -> dict[str, dict[str, Any]]:
     ws = request.app.state.workspace
     if ws is None:
@@ -117,7 +104,7 @@ async def _backend_states(request: Request) -> dict[str, dict[str, Any]]:
     if cached is not None and now - cached[0] < _PROBE_TTL_S:
         return cached[1]
     # probes block (a round trip each, a connect timeout for a dead server): off the event loop
-    result = await asyncio.to_thread(probe_backends, _backend_openers(ws))
+    result = await asyncio.to_thread(probe_backends, backend_openers(ws))
     state.backend_probe = (time.monotonic(), result)
     return result
 

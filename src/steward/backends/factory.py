@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from steward._extras import optional_import
 from steward.backends.base import (
     CacheStore,
     CounterStore,
@@ -21,7 +20,6 @@ from steward.backends.base import (
     StreamBackend,
     VectorStore,
 )
-from steward.backends.health import client_reason, redact_url
 from steward.backends.kv_redis import RedisKV
 from steward.backends.kv_sqlite import SqliteKV
 from steward.backends.mlflow_registry import MlflowModelRegistry
@@ -34,7 +32,7 @@ from steward.backends.sql_metadata import open_metadata_store
 from steward.backends.sqlite_queue import SqliteQueue
 from steward.backends.vector_chroma import ChromaVectorStore, is_chroma_url
 from steward.backends.vector_lancedb import LanceDBVectorStore
-from steward.errors import BackendUnavailable, SpecError
+from steward.errors import SpecError
 
 if TYPE_CHECKING:
     from steward.spec import Spec
@@ -49,7 +47,6 @@ __all__ = [
     "open_run_tracker",
     "open_stream",
     "open_vector_store",
-    "preflight",
 ]
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -129,34 +126,6 @@ def open_online_store(spec: Spec, *, prefix: str | None = None) -> OnlineStore:
         return RedisOnlineStore(url, prefix=prefix if prefix is not None else f"steward:{spec.project}:features:")
     spec.root.mkdir(parents=True, exist_ok=True)
     return SqliteOnlineStore(spec.root / "online.db")
-
-
-def preflight(spec: Spec, metadata: MetadataStore | None = None, *, timeout_s: float = 3.0) -> None:
-    """Fail fast, with the URL and the fix, when a server a long-running command needs cannot be reached.
-
-    The metadata store is opened by the caller (``metadata``, e.g. ``Workspace.metadata``, which already raises
-    :class:`BackendUnavailable`) and pinged here. A PostgreSQL ``storage.tracking_uri`` gets one connection
-    attempt of at most ``timeout_s``: MLflow itself would retry an unreachable database for about 100 s
-    before failing, deep in a model load.
-
-    Raises:
-        BackendUnavailable: a server does not answer (``backend.unavailable``, CLI exit code 7).
-    """
-    if metadata is not None:
-        ping = getattr(metadata, "ping", None)
-        if ping is not None:
-            ping()
-    uri = spec.storage.tracking_uri or ""
-    if uri.startswith(("postgresql://", "postgres://")):
-        psycopg = optional_import("psycopg", extra="postgres", needed_for="storage.tracking_uri (a PostgreSQL tracking database)")
-        try:
-            psycopg.connect(uri, connect_timeout=max(1, round(timeout_s))).close()
-        except psycopg.OperationalError as exc:
-            raise BackendUnavailable(
-                f"cannot reach the MLflow tracking database at {redact_url(uri)}: {client_reason(exc)}",
-                hint="start PostgreSQL or fix storage.tracking_uri",
-                details={"backend": "tracking"},
-            ) from None
 
 
 def open_model_registry(spec: Spec) -> ModelRegistry:

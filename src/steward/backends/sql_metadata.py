@@ -131,10 +131,11 @@ class SqlMetadataStore:
     def ping(self) -> None:
         """One round trip (``SELECT 1``); raise :class:`BackendUnavailable` when the server does not answer.
 
-        A store busy in another thread for over two seconds counts as alive: it was just used.
+        Statements are short, so a store held by another thread for over 1.5 s is hanging on the server
+        (a black-holed connect or query): that counts as unavailable too.
         """
-        if not self._lock.acquire(timeout=2.0):
-            return
+        if not self._lock.acquire(timeout=1.5):
+            raise unavailable("metadata store", self.url, "no statement finished within 1.5 s (a connect or query is hanging)")
         try:
             self.fetchall("SELECT 1 AS ok")
         finally:

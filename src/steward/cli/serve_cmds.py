@@ -85,7 +85,7 @@ def serve(
     sys.setswitchinterval(switch_interval_ms / 1000.0)
 
     from steward.api.app import create_app
-    from steward.backends.factory import preflight  # lazy like the rest here: keeps `steward --help` fast
+    from steward.backends.readiness import preflight  # lazy like the rest here: keeps `steward --help` fast
     from steward.observability.gcfreeze import enable
 
     enable()  # a long-running server: keep what it loads at start-up out of the GC's full passes
@@ -107,7 +107,7 @@ def serve(
     }
     ws = workspace()
     # a dead metadata_url or tracking database: one red line now, not a traceback from the app's start-up
-    preflight(ws.spec, ws.metadata)
+    preflight(ws)
     if workers > 1:
         os.environ["STEWARD_SPEC"] = str(ws.spec.spec_path.resolve())
         os.environ[_OVERRIDES_ENV] = json.dumps(overrides)
