@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from steward._extras import optional_import
 from steward._primitives import utcnow
@@ -50,6 +50,18 @@ class SqlMetadataStore:
     """
 
     CONNECT_TIMEOUT_S = 5
+
+    # libpq defaults for a server that vanishes without closing the socket (a dead host, a network
+    # partition): TCP keepalives notice an idle connection's peer is gone within ~25 s, and
+    # tcp_user_timeout fails a statement whose bytes go unacknowledged for 10 s instead of hanging.
+    # Each is used only when the URL does not set it.
+    TCP_DEFAULTS: ClassVar[dict[str, int]] = {
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 10_000,
+    }
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -99,7 +111,8 @@ class SqlMetadataStore:
         from psycopg.rows import dict_row
 
         # a timeout in the URL wins; otherwise a black-holed server costs at most CONNECT_TIMEOUT_S
-        extra = {} if "connect_timeout=" in url else {"connect_timeout": cls.CONNECT_TIMEOUT_S}
+        defaults = {"connect_timeout": cls.CONNECT_TIMEOUT_S, **cls.TCP_DEFAULTS}
+        extra = {k: v for k, v in defaults.items() if f"{k}=" not in url}
         try:
             return psycopg.connect(url, autocommit=True, row_factory=dict_row, **extra)
         except psycopg.OperationalError as exc:
