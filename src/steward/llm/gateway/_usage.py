@@ -13,6 +13,7 @@ from typing import Any
 
 from steward._primitives import iso_utc
 from steward.backends.base import MetadataStore
+from steward.errors import BackendUnavailable
 
 __all__ = ["CostReport", "UsageRecorder", "cost_report", "daily_spend", "spend_per_day"]
 
@@ -25,6 +26,8 @@ _INSERT = (
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # Rows per multi-row INSERT: 64 x 15 parameters stays under SQLite's historical limit of 999 per statement.
 _CHUNK = 64
+# Rows kept while the metadata store is down, waiting for it to come back (about 10 minutes at 200 requests a second).
+_MAX_PENDING = 100_000
 _INSERTS = {n: _INSERT + ", ".join([_ROW] * n) for n in (1, _CHUNK)}
 
 
@@ -98,6 +101,17 @@ class UsageRecorder:
                     for start in range(0, len(rows), _CHUNK):
                         chunk = rows[start : start + _CHUNK]
                         self.store.execute(_insert_sql(len(chunk)), [v for values in chunk for v in values])
+            except BackendUnavailable as exc:
+                # the transaction wrote none of them: keep the rows, first in line, for the next flush (bounded)
+                with self._lock:
+                    self._rows[:0] = rows
+                    lost = len(self._rows) - _MAX_PENDING
+                    if lost > 0:
+                        del self._rows[:lost]
+                logger.warning("could not write %d gateway usage rows yet (kept for the next flush): %s", len(rows), exc.message)
+                if lost > 0:
+                    logger.error("dropped the %d oldest gateway usage rows: the metadata store has been down too long", lost)
+                return 0
             except Exception:
                 logger.exception("could not write %d gateway usage rows", len(rows))
                 return 0
