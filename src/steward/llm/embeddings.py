@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from steward.errors import BackendUnavailable, SpecError
+from steward.llm._onnx import OnnxMiniLM, ensure_exported, ensure_quantized
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
-
-    from steward.llm._onnx import OnnxMiniLM
 
 __all__ = ["BACKENDS", "MAX_TOKENS", "MODEL_ID", "Embedder", "get_embedder", "model_dir"]
 
@@ -136,8 +135,6 @@ class Embedder:
         return "onnx-int8" if self.requested_backend == "onnx-int8" else "onnx"
 
     def _load_onnx(self) -> OnnxMiniLM:
-        from steward.llm._onnx import OnnxMiniLM, ensure_exported, ensure_quantized
-
         if self.requested_backend == "onnx-int8":
             path = ensure_quantized(model_dir(), self.cache_dir)
         else:

@@ -27,6 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from steward._primitives import make_actor
 from steward.errors import ValidationFailed
+from steward.llm.agent.gate import ToolGate
+from steward.llm.agent.loop import Agent
+from steward.llm.gateway import Gateway
+from steward.spec import ProviderSpec
 
 if TYPE_CHECKING:
     from steward.spec import Spec
@@ -123,8 +127,6 @@ def score_task(task: EvalTask, actual: list[dict[str, Any]], status: str, stop_r
 
 def scripted_spec(spec: Spec, url: str, behaviour: str = "planner") -> Spec:
     """A copy of ``spec`` whose agent plans with the scripted planner at ``url`` (an OpenAI-compatible provider)."""
-    from steward.spec import ProviderSpec
-
     return spec.with_overrides(
         {
             "llm.gateway.providers.scripted": ProviderSpec(kind="openai", base_url=url, max_retries=0, timeout_s=30.0),
@@ -142,10 +144,6 @@ async def run_eval(ws: Workspace, tasks: list[EvalTask] | None = None, *, execut
         tasks: Default: the shipped set.
         execute: False checks every call (allow-lists, approvals) but does not run tools.
     """
-    from steward.llm.agent.gate import ToolGate
-    from steward.llm.agent.loop import Agent
-    from steward.llm.gateway import Gateway
-
     tasks = tasks if tasks is not None else load_tasks()
     gateway = Gateway(ws)
     agent = Agent(ws, gateway=gateway, gate=ToolGate(ws, execute=execute))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from steward.errors import StewardError, ValidationFailed
 from steward.llm.agent.approvals import ApprovalRequest, Approvals, canonical_json
+from steward.tools.builtin import default_registry
 from steward.tools.registry import ToolContext, ToolRegistry, allowed, to_jsonable
 
 if TYPE_CHECKING:
@@ -89,8 +90,6 @@ class ToolGate:
     def __init__(
         self, ws: Workspace, registry: ToolRegistry | None = None, approvals: Approvals | None = None, *, execute: bool = True
     ) -> None:
-        from steward.tools.builtin import default_registry
-
         self.ws = ws
         self.registry = registry or default_registry()
         self.approvals = approvals or Approvals(ws)

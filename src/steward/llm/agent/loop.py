@@ -24,13 +24,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import trace
+
 from steward._primitives import make_actor, resolve_actor, utcnow
-from steward.errors import SpecError, StewardError, ValidationFailed
+from steward.errors import NotFound, SpecError, StewardError, ValidationFailed
 from steward.llm.agent.gate import CallOutcome, ToolGate
+from steward.llm.gateway import Gateway, GatewayKey
+from steward.llm.guardrails import guard_input, guard_output, redact_pii
+from steward.llm.guardrails.injection import pattern_hits
+from steward.observability.tracing import get_tracer
+from steward.spec import GatewayKeySpec
 from steward.tools.registry import ROLE_PERMISSIONS, ToolContext
 
 if TYPE_CHECKING:
-    from steward.llm.gateway import Gateway, GatewayKey
     from steward.spec import AgentSpec
     from steward.workspace import Workspace
 
@@ -178,15 +184,10 @@ class Agent:
     def gateway(self) -> Gateway:
         """The gateway (created on first use)."""
         if self._gateway is None:
-            from steward.llm.gateway import Gateway
-
             self._gateway = Gateway(self.ws)
         return self._gateway
 
     def _key(self) -> GatewayKey:
-        from steward.llm.gateway import GatewayKey
-        from steward.spec import GatewayKeySpec
-
         name = self.spec.gateway_key
         if name:
             k = self.gateway.spec.keys.get(name)
@@ -216,10 +217,6 @@ class Agent:
         Raises:
             ValidationFailed: empty task or unknown role (nothing is recorded).
         """
-        from opentelemetry import trace
-
-        from steward.observability.tracing import get_tracer
-
         if not task.strip():
             raise ValidationFailed(
                 "the task is empty", code="agent.empty_task", details={"errors": [{"field": "task", "message": "required"}]}
@@ -275,9 +272,6 @@ class Agent:
         logger.info("agent run %s stopped: %s (%s)", run.run_id, reason, message)
 
     async def _loop(self, run: AgentRun, ctx: ToolContext, tokens: list[str], t0: float) -> None:
-        from steward.llm.guardrails import guard_input, guard_output, redact_pii
-        from steward.llm.guardrails.injection import pattern_hits
-
         spec = self.spec
         pii_guard = self.ws.spec.llm.guardrails.pii_input.enabled
         guard = guard_input(self.ws.spec.llm.guardrails, run.task, raise_on_block=False)
@@ -504,8 +498,6 @@ def get_run(ws: Workspace, run_id: str) -> dict[str, Any]:
     Raises:
         NotFound: no such run.
     """
-    from steward.errors import NotFound
-
     row = ws.metadata.fetchone("SELECT * FROM agent_runs WHERE run_id = ?", (run_id,))
     if row is None:
         raise NotFound(f"no agent run {run_id!r}", code="agent.run_not_found")

@@ -6,7 +6,7 @@ Metrics (over the eval set in ``data/stdlib_eval.jsonl``):
   section (``doc_id#section``) among the top ``k`` retrieved chunks.
 * ``mrr``: mean reciprocal rank of the first gold section (0 when absent).
 * ``faithfulness``: share of answer sentences supported by the chunks they cite
-  (:mod:`steward.llm.rag.support`), over answered questions.
+  (:mod:`steward.llm.guardrails.grounding`), over answered questions.
 * ``answer_relevance``: mean cosine similarity of the answer to the question, and
   ``reference_similarity`` to the reference answer (MiniLM embeddings).
 * ``answer_rate``: answerable questions answered (not "I don't know");
@@ -38,6 +38,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from steward.llm.embeddings import get_embedder
+from steward.llm.guardrails.grounding import split_sentences, supported
+from steward.llm.rag import ask, generate, ingest
 
 if TYPE_CHECKING:
     from steward.llm.rag.types import Answer
@@ -191,8 +195,6 @@ _JUDGE = (
 
 
 def _judge(ws: Workspace, alias: str, item: EvalItem, answer: str) -> float | None:
-    from steward.llm.rag.answer import generate
-
     messages = [
         {"role": "system", "content": _JUDGE},
         {
@@ -225,10 +227,6 @@ def run_eval(
         judge_model: Gateway alias of the judge; default ``llm.rag.model``.
     """
     import numpy as np
-
-    from steward.llm.embeddings import get_embedder
-    from steward.llm.rag import ask, ingest
-    from steward.llm.rag.support import split_sentences, supported
 
     t0 = time.perf_counter()
     rag = ws.spec.llm.rag

@@ -23,6 +23,7 @@ import orjson
 from prometheus_client import Counter
 
 from steward.backends.base import CacheStore
+from steward.llm.embeddings import get_embedder
 
 __all__ = ["CACHE_REQUESTS", "ExactCache", "SemanticCache", "cache_key", "cache_scope", "request_text"]
 
@@ -189,7 +190,5 @@ class SemanticCache:
 
 
 def default_embed(texts: list[str]) -> Any:
-    """The offline MiniLM embedder of :mod:`steward.llm.embeddings` (imported on first use)."""
-    from steward.llm.embeddings import get_embedder  # type: ignore[import-not-found,unused-ignore]
-
+    """The offline MiniLM embedder of :mod:`steward.llm.embeddings` (the model loads on first use)."""
     return get_embedder().embed(texts)

@@ -17,6 +17,7 @@ from prometheus_client import Counter, Histogram
 from steward._primitives import request_id
 from steward.errors import AuthError, StewardError, ValidationFailed
 from steward.governance.access import KeyRing, bearer_token
+from steward.governance.audit import record_if_changed
 from steward.llm.gateway._budget import MICRO, BudgetEnforcer, GatewayKey, Reservation
 from steward.llm.gateway._cache import CACHE_REQUESTS, ExactCache, SemanticCache, cache_key, cache_scope, default_embed, request_text
 from steward.llm.gateway._errors import InvalidOutput, ProviderError
@@ -26,7 +27,10 @@ from steward.llm.gateway._router import Attempts, CircuitBreaker, Router, Target
 from steward.llm.gateway._structured import json_schema_of, repair_messages, validate_output
 from steward.llm.gateway._tokens import count_messages, count_text
 from steward.llm.gateway._usage import UsageRecorder
+from steward.llm.guardrails import injection
 from steward.llm.prompts import PromptRegistry, content_version
+from steward.observability.gcfreeze import freeze_long_lived
+from steward.observability.tracing import flush as flush_traces
 from steward.observability.tracing import get_tracer, set_attributes
 
 if TYPE_CHECKING:
@@ -103,9 +107,6 @@ def _tool_calls(response: dict[str, Any]) -> bool:
 
 
 def _warm_injection_scorer() -> None:
-    from steward.llm.guardrails import injection
-    from steward.observability.gcfreeze import freeze_long_lived
-
     injection.get_scorer()
     freeze_long_lived()  # its term tables live as long as the process: keep them out of every GC pass
 
@@ -208,16 +209,12 @@ class Gateway:
 
     def _warm_guards(self) -> None:
         # The injection classifier loads its term tables on first use (about a second): do it now, off the first request's path.
-        from steward.llm.guardrails import injection
-
         if self.ws.spec.llm.guardrails.injection.enabled and not injection.scorer_ready():
             threading.Thread(target=_warm_injection_scorer, name="steward-guardrails-warmup", daemon=True).start()
 
     # -- keys --------------------------------------------------------------
     def _audit_budgets(self) -> None:
         """Budget and rate-limit settings of every key and team go on the audit trail when they change."""
-        from steward.governance.audit import record_if_changed
-
         try:
             for name, k in self.spec.keys.items():
                 cfg = {
@@ -674,10 +671,8 @@ class Gateway:
     # -- lifecycle ---------------------------------------------------------
     def flush(self) -> None:
         """Write buffered usage rows and spans now."""
-        from steward.observability.tracing import flush
-
         self.usage.flush()
-        flush(self.ws)
+        flush_traces(self.ws)
 
     async def aclose(self) -> None:
         """Close providers' connections, flush usage and spans.

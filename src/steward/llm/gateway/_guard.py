@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from steward.errors import ValidationFailed
+from steward.llm.guardrails import GuardOutcome, guard_input, guard_output
 
 if TYPE_CHECKING:
-    from steward.llm.guardrails import GuardOutcome
     from steward.spec import GuardrailsSpec
 
 __all__ = ["GatewayGuards", "Verdict", "raise_if_blocked", "verdict_header"]
@@ -107,8 +107,6 @@ class GatewayGuards:
         return spec.injection.enabled or spec.pii_input.enabled or spec.pii_output.enabled
 
     def _input(self, spec: GuardrailsSpec, text: str, role: str = "user") -> tuple[str, list[Verdict]]:
-        from steward.llm.guardrails import guard_input
-
         inj, pii = spec.injection, spec.pii_input
         # The spec's settings are part of the key: a changed action or threshold must not reuse old verdicts.
         key = (inj.enabled, inj.action, inj.threshold, pii.enabled, pii.action, role == "user",
@@ -178,8 +176,6 @@ class GatewayGuards:
         """
         if not spec.pii_output.enabled:
             return response, []
-        from steward.llm.guardrails import guard_output
-
         verdicts: list[Verdict] = []
         choices = response.get("choices")
         if not isinstance(choices, list):
@@ -214,8 +210,6 @@ class GatewayGuards:
         """
         if not spec.pii_output.enabled or not text:
             return text, [], True
-        from steward.llm.guardrails import guard_output
-
         outcome = guard_output(spec, text, None, raise_on_block=False)
         found = [Verdict(v.guard, "flagged", v.detail) for v in _verdicts(spec, outcome)]
         return outcome.text, found, not outcome.blocked

@@ -24,6 +24,8 @@ import httpx
 import orjson
 from yarl import URL
 
+from steward.errors import SpecError
+from steward.llm.embeddings import get_embedder
 from steward.llm.gateway._errors import ProviderError, UpstreamRejected
 from steward.llm.gateway._tokens import count_messages, count_text
 
@@ -609,7 +611,7 @@ class LocalProvider:
 
     Args:
         name: Provider name.
-        embed_fn: Embedding function for :meth:`embed` (default: :mod:`steward.llm.embeddings`, imported lazily).
+        embed_fn: Embedding function for :meth:`embed` (default: :mod:`steward.llm.embeddings`; the model loads on first use).
         latency_s: Optional artificial latency per call.
     """
 
@@ -696,8 +698,6 @@ class LocalProvider:
         """Embed with the injected function or the offline MiniLM embedder."""
         fn = self._embed_fn
         if fn is None:
-            from steward.llm.embeddings import get_embedder  # type: ignore[import-not-found,unused-ignore]
-
             fn = get_embedder().embed
         vectors = fn(inputs)
         tokens = sum(count_text(t) for t in inputs)
@@ -758,7 +758,5 @@ def build_provider(name: str, kind: str, *, base_url: str | None, api_key_env: s
     if kind == "anthropic":
         return AnthropicProvider(name, base_url, api_key=api_key, timeout_s=timeout_s, max_retries=max_retries)
     if not base_url:
-        from steward.errors import SpecError
-
         raise SpecError(f"llm.gateway.providers.{name}: an openai provider needs base_url", hint="e.g. base_url: http://127.0.0.1:8000/v1")
     return OpenAIProvider(name, base_url, api_key=api_key, timeout_s=timeout_s, max_retries=max_retries)

@@ -26,11 +26,14 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from steward.errors import ValidationFailed
+from steward.llm.guardrails.corpora import corpora_dir, load_corpora, rates
+from steward.llm.guardrails.grounding import split_sentences, supported
 from steward.llm.guardrails.injection import InjectionResult, get_scorer, load_labelled, pattern_hits, scorer_ready
 from steward.llm.guardrails.pii import PiiFinding, detect_pii, redact_pii
+from steward.spec import GuardrailsSpec
 
 if TYPE_CHECKING:
-    from steward.spec import GuardrailsSpec, GuardSpec
+    from steward.spec import GuardSpec
 
 __all__ = [
     "GroundingResult",
@@ -133,9 +136,7 @@ class GroundingResult:
 
 
 def check_grounding(answer: str, contexts: list[str]) -> GroundingResult:
-    """Share of the answer's sentences supported by the contexts (see :mod:`steward.llm.rag.support`)."""
-    from steward.llm.rag.support import split_sentences, supported
-
+    """Share of the answer's sentences supported by the contexts (see :mod:`steward.llm.guardrails.grounding`)."""
     sents = [s for s in split_sentences(answer) if len(s.split()) >= 3]
     if not sents:
         return GroundingResult(1.0, [], 0)
@@ -160,8 +161,6 @@ def guard_output(spec: GuardrailsSpec, text: str, contexts: list[str] | None = N
         if g.support < spec.grounding.min_support:
             _act("grounding", spec.grounding, outcome, f"{len(g.unsupported)} of {g.sentences} sentences unsupported", raise_on_block)
             if spec.grounding.action == "redact":
-                from steward.llm.rag.support import split_sentences
-
                 keep = [s for s in split_sentences(outcome.text) if s not in g.unsupported]
                 outcome.text = " ".join(keep)
     return outcome
@@ -208,8 +207,6 @@ def _data(name: str) -> list[dict[str, Any]]:
 
 def _outside_injection_metrics(threshold: float) -> list[GuardMetrics]:
     """The injection guard on the untouched test split of the outside corpora: overall, per source, per language."""
-    from steward.llm.guardrails.corpora import corpora_dir, load_corpora, rates
-
     records = [r for r in load_corpora() if r.split == "test"]
     if not records:
         logger.info("no outside corpora in %s: run `make install` to measure the injection guard on them", corpora_dir())
@@ -237,9 +234,6 @@ def guard_eval(spec: GuardrailsSpec | None = None, *, outside: bool = True) -> G
     * grounding: ``grounding_test.jsonl``, (context, sentence, supported) triples from real
       stdlib docstrings; "positive" = an unsupported sentence the guard should catch.
     """
-    from steward.llm.rag.support import supported
-    from steward.spec import GuardrailsSpec
-
     spec = spec or GuardrailsSpec()
     metrics: list[GuardMetrics] = []
 

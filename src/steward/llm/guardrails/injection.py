@@ -34,6 +34,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from steward.llm._onnx import cache_dir
+
 __all__ = [
     "LONG_TEXT",
     "MIN_WORDS",
@@ -289,8 +291,6 @@ class InjectionScorer:
     def _cache_path(self) -> Path | None:
         try:
             import sklearn
-
-            from steward.llm._onnx import cache_dir
 
             h = hashlib.sha256(json.dumps([_COMPILED_VERSION, sklearn.__version__, repr(_VECTORIZERS), _LR, self._shift]).encode())
             for text, label in zip(self._texts, self._labels, strict=True):

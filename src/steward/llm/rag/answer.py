@@ -10,7 +10,7 @@ The pipeline for one question:
    say "I don't know" when they do not answer;
 4. the answer: offline, the best-supported sentences of the retrieved chunks,
    each cited (honest: nothing is invented); with ``llm.rag.model`` set, the
-   prompt goes through the gateway (imported lazily, only then);
+   prompt goes through the gateway;
 5. output guardrails: PII leak (redact) and grounding (flag unsupported sentences).
 
 Each question is one ``rag.ask`` span (chunk ids, confidence, mode, prompt version,
@@ -30,11 +30,20 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from steward.llm.rag.support import split_sentences
+from opentelemetry import context as otel_context
+
+from steward.errors import SpecError, ValidationFailed
+from steward.llm._text import split_sentences, tokenize
+from steward.llm.embeddings import get_embedder
+from steward.llm.gateway import Gateway, GatewayKey
+from steward.llm.guardrails import guard_input, guard_output
+from steward.llm.guardrails.injection import get_scorer
+from steward.llm.prompts import content_version
+from steward.llm.rag.retrieve import retrieve
 from steward.llm.rag.types import Answer, Citation, Retrieved
+from steward.observability.tracing import get_tracer, set_attributes
 
 if TYPE_CHECKING:
-    from steward.llm.gateway import Gateway
     from steward.workspace import Workspace
 
 T = TypeVar("T")
@@ -93,9 +102,6 @@ def extractive_answer(
         The answer text and the citation numbers used.
     """
     import numpy as np
-
-    from steward.llm.embeddings import get_embedder
-    from steward.llm.rag.bm25 import tokenize
 
     cands: list[tuple[int, str]] = []
     for n, h in enumerate(hits[:from_chunks], 1):
@@ -173,8 +179,6 @@ def shared_gateway(ws: Workspace) -> Gateway:
     It is kept on the workspace object (so it lives as long as the workspace) and always runs on
     :func:`_background_loop`.
     """
-    from steward.llm.gateway import Gateway
-
     fingerprint = hashlib.sha256(ws.spec.llm.gateway.model_dump_json().encode()).hexdigest()
     with _gateway_lock:
         found: tuple[str, Gateway] | None = getattr(ws, "_rag_gateway", None)
@@ -196,7 +200,7 @@ def generate(
     gateway: Gateway | None = None,
     loop: asyncio.AbstractEventLoop | None = None,
 ) -> str:
-    """Send a prompt through the LLM gateway (imported only when a model is configured).
+    """Send a prompt through the LLM gateway (used only when a model is configured).
 
     The call is charged to ``llm.rag.gateway_key`` (default: the first declared key), so
     RAG answers count against the same budgets, rate limits and cost reports as any client.
@@ -209,11 +213,6 @@ def generate(
         gateway: The gateway to use (default: :func:`shared_gateway`).
         loop: The event loop ``gateway`` runs on (default: the background loop).
     """
-    from opentelemetry import context as otel_context
-
-    from steward.errors import SpecError
-    from steward.llm.gateway import GatewayKey
-
     keys = ws.spec.llm.gateway.keys
     name = ws.spec.llm.rag.gateway_key or next(iter(keys), None)
     if name is None or name not in keys:
@@ -245,8 +244,6 @@ def generate(
 
 def prompt_version() -> str:
     """The version of RAG's grounded prompt (``inline@<hash>``, as the gateway labels an inline system prompt)."""
-    from steward.llm.prompts import content_version
-
     return f"inline@{content_version(SYSTEM_PROMPT)}"
 
 
@@ -279,9 +276,6 @@ def ask(
     Raises:
         ValidationFailed: an input guard with action ``block`` fired (code ``guardrail.*``).
     """
-    from steward.errors import ValidationFailed
-    from steward.observability.tracing import get_tracer, set_attributes
-
     rag = ws.spec.llm.rag
     attributes: dict[str, str | int | bool] = {
         "rag.collection": collection or rag.default_collection,
@@ -323,10 +317,6 @@ def _ask(
     gateway: Gateway | None,
     loop: asyncio.AbstractEventLoop | None,
 ) -> Answer:
-    from steward.llm.guardrails import guard_input, guard_output
-    from steward.llm.guardrails.injection import get_scorer
-    from steward.llm.rag.retrieve import retrieve
-
     rag = ws.spec.llm.rag
     gspec = ws.spec.llm.guardrails
     flags: list[str] = []

@@ -9,9 +9,10 @@ Identifiers are split on dots and underscores (``json.dumps`` → ``json``,
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from steward.llm._text import tokenize
 
 if TYPE_CHECKING:
     import numpy as np
@@ -20,70 +21,6 @@ if TYPE_CHECKING:
 __all__ = ["BM25Index", "tokenize"]
 
 logger = logging.getLogger(__name__)
-
-_WORD = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "can",
-        "do",
-        "does",
-        "for",
-        "from",
-        "has",
-        "have",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "that",
-        "the",
-        "this",
-        "to",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "you",
-        "your",
-        "me",
-        "my",
-        "should",
-        "would",
-        "use",
-        "using",
-    ]
-)
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-cased terms: whole dotted identifiers plus their parts, minus stop words."""
-    out: list[str] = []
-    for m in _WORD.finditer(text.lower()):
-        word = m.group(0)
-        parts = [p for p in re.split(r"[._]+", word) if p]
-        if len(parts) > 1:
-            out.append(word)
-        out.extend(p for p in parts if p not in _STOP)
-    return out
 
 
 class BM25Index:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from steward._primitives import Progress, report_progress
 from steward.errors import NotFound, ValidationFailed
+from steward.llm.embeddings import get_embedder
+from steward.llm.rag.chunking import chunk_document
 from steward.llm.rag.corpus import Document, html_documents, load_path, stdlib_documents, stdlib_html_dir
 from steward.llm.rag.types import IngestReport
 
@@ -112,8 +114,6 @@ def ingest(
 def _embed_unique(records: list[VectorRecord], progress: Progress | None) -> tuple[object, float]:
     import numpy as np
 
-    from steward.llm.embeddings import get_embedder
-
     embedder = get_embedder()
     index: dict[str, int] = {}
     order: list[int] = []
@@ -148,9 +148,6 @@ def ingest_documents(
         progress: Told ``(EMBED_STAGE, chunks embedded, chunks to embed)``.
         prune: Delete stored documents that are not in ``docs``.
     """
-    from steward.llm.embeddings import get_embedder
-    from steward.llm.rag.chunking import chunk_document
-
     t0 = time.perf_counter()
     rag = ws.spec.llm.rag
     store = vector_store(ws)

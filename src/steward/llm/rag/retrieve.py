@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from steward.llm.embeddings import get_embedder
 from steward.llm.rag.bm25 import BM25Index
 from steward.llm.rag.ingest import vector_store
 from steward.llm.rag.types import Retrieved
@@ -90,8 +91,6 @@ def retrieve(ws: Workspace, question: str, *, collection: str | None = None, k: 
         k: Results wanted; default ``llm.rag.top_k``.
         candidates: Results taken from each retriever before fusion.
     """
-    from steward.llm.embeddings import get_embedder
-
     rag = ws.spec.llm.rag
     name = collection or rag.default_collection
     k = k or rag.top_k
