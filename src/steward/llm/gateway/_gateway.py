@@ -7,23 +7,31 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
-from prometheus_client import Counter, Histogram
-
 from steward._primitives import request_id
-from steward.errors import AuthError, StewardError, ValidationFailed
+from steward.errors import AuthError, ValidationFailed
 from steward.governance.access import KeyRing, bearer_token
 from steward.governance.audit import record_if_changed
-from steward.llm.gateway._budget import MICRO, BudgetEnforcer, GatewayKey, Reservation
-from steward.llm.gateway._cache import CACHE_REQUESTS, ExactCache, SemanticCache, cache_key, cache_scope, default_embed, request_text
-from steward.llm.gateway._errors import InvalidOutput, ProviderError
-from steward.llm.gateway._guard import GatewayGuards, Verdict, raise_if_blocked, verdict_header
-from steward.llm.gateway._providers import EmbedFn, LocalProvider, Provider, build_provider, response_to_chunks
-from steward.llm.gateway._router import Attempts, CircuitBreaker, Router, Target
+from steward.llm.gateway._budget import MICRO, BudgetEnforcer, GatewayKey
+from steward.llm.gateway._cache import ExactCache, SemanticCache, cache_key, cache_scope, default_embed, request_text
+from steward.llm.gateway._errors import InvalidOutput
+from steward.llm.gateway._guard import GatewayGuards, raise_if_blocked
+from steward.llm.gateway._providers import EmbedFn, LocalProvider, Provider, build_provider
+from steward.llm.gateway._request import (
+    METRICS,
+    ChatResult,
+    Req,
+    add_usage,
+    check_contents,
+    finish_request,
+    guard_header,
+    has_tool_calls,
+    message_content,
+)
+from steward.llm.gateway._router import CircuitBreaker, Router, Target
+from steward.llm.gateway._stream import relay, replay
 from steward.llm.gateway._structured import json_schema_of, repair_messages, validate_output
 from steward.llm.gateway._tokens import count_messages, count_text
 from steward.llm.gateway._usage import UsageRecorder
@@ -34,8 +42,6 @@ from steward.observability.tracing import flush as flush_traces
 from steward.observability.tracing import get_tracer, set_attributes
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
-
     from steward.backends.base import CacheStore, CounterStore
     from steward.spec import GuardrailsSpec
     from steward.workspace import Workspace
@@ -44,116 +50,10 @@ __all__ = ["METRICS", "ChatResult", "Gateway"]
 
 logger = logging.getLogger(__name__)
 
-REQUESTS = Counter("steward_llm_requests", "LLM gateway requests", ["model", "provider", "status"])
-TOKENS = Counter("steward_llm_tokens", "LLM gateway tokens", ["direction"])
-COST = Counter("steward_llm_cost_usd", "LLM gateway spend in US dollars")
-LATENCY = Histogram(
-    "steward_llm_request_seconds", "LLM gateway request latency", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-)
-
-METRICS = (REQUESTS, TOKENS, COST, LATENCY, CACHE_REQUESTS)
-
-_REQUEST_COUNTERS: dict[tuple[str, str, str], Any] = {}
-_TOKENS_IN = TOKENS.labels("in")
-_TOKENS_OUT = TOKENS.labels("out")
-
-
-def _count_request(model: str, provider: str, status: str) -> None:
-    # labels() takes a lock and builds a key each call: keep the children.
-    key = (model, provider, status)
-    child = _REQUEST_COUNTERS.get(key)
-    if child is None:
-        child = _REQUEST_COUNTERS[key] = REQUESTS.labels(model, provider, status)
-    child.inc()
-
-
-@dataclass
-class ChatResult:
-    """A gateway answer: a response body, or a stream of server-sent-event bytes, plus ``x-steward-*`` headers."""
-
-    response: dict[str, Any] | None = None
-    stream: AsyncIterator[bytes] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class _Req:
-    request_id: str
-    key: GatewayKey
-    model: str
-    prompt_version: str
-    span: Span
-    t0: float
-    reservation: Reservation | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    micro_usd: int = 0
-    target: Target | None = None
-    cache: str = "miss"
-    attempts: Attempts = field(default_factory=Attempts)
-    scope: str = ""
-    verdicts: list[Verdict] = field(default_factory=list)
-
-
-def _sse(chunk: Mapping[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(chunk) + b"\n\n"
-
-
-def _tool_calls(response: dict[str, Any]) -> bool:
-    try:
-        return bool(response["choices"][0]["message"].get("tool_calls"))
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return False
-
 
 def _warm_injection_scorer() -> None:
     injection.get_scorer()
     freeze_long_lived()  # its term tables live as long as the process: keep them out of every GC pass
-
-
-def _check_contents(messages: list[dict[str, Any]]) -> None:
-    """Refuse message content the chat schema does not allow: a string, null, or a list of typed parts.
-
-    Raises:
-        ValidationFailed: names the field (``messages[2].content``, ``messages[0].content[1].text``).
-    """
-    errors: list[dict[str, str]] = []
-    for i, m in enumerate(messages):
-        content = m.get("content")
-        if content is None or isinstance(content, str):
-            continue
-        if not isinstance(content, list):
-            errors.append(
-                {
-                    "field": f"messages[{i}].content",
-                    "message": f"must be a string, null or a list of content parts, not {type(content).__name__}",
-                }
-            )
-            continue
-        for j, part in enumerate(content):
-            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                errors.append({"field": f"messages[{i}].content[{j}]", "message": "must be an object with a string 'type'"})
-            elif part["type"] == "text" and not isinstance(part.get("text"), str):
-                errors.append({"field": f"messages[{i}].content[{j}].text", "message": "must be a string"})
-    if errors:
-        raise ValidationFailed(
-            f"invalid message content: {errors[0]['field']} {errors[0]['message']}",
-            hint='send content as a string or as a list of parts such as {"type": "text", "text": "..."}',
-            details={"errors": errors},
-        )
-
-
-def _guard_header(headers: dict[str, str], req: _Req) -> None:
-    if req.verdicts:
-        headers["x-steward-guardrails"] = verdict_header(req.verdicts)
-
-
-def _content(response: dict[str, Any]) -> str | None:
-    try:
-        content: str | None = response["choices"][0]["message"].get("content")
-    except (KeyError, IndexError, TypeError):
-        return None
-    return content
 
 
 class Gateway:
@@ -279,7 +179,7 @@ class Gateway:
             raise ValidationFailed(
                 "'messages' must be a non-empty list of messages", details={"errors": [{"field": "messages", "message": "required"}]}
             )
-        _check_contents(messages)
+        check_contents(messages)
         body = dict(body)
         switch = body.pop("cache", None)
         ref = body.pop("steward_prompt", None)
@@ -347,7 +247,7 @@ class Gateway:
         )
         if trace:
             set_attributes(span, trace)
-        req = _Req(request_id(), key, model, prompt_version, span, t0)
+        req = Req(request_id(), key, model, prompt_version, span, t0)
         headers = {"x-steward-request-id": req.request_id, "x-steward-prompt-version": prompt_version}
         try:
             # Reserve first: rate limits count every request, and a key over budget gets nothing, cached or not.
@@ -387,17 +287,17 @@ class Gateway:
                     hit = self._guard_output(req, gspec, hit)
                 self._finish(req, "ok")  # settles the reservation to zero: a cached answer costs nothing
                 headers["x-steward-cost-usd"] = "0"
-                _guard_header(headers, req)
+                guard_header(headers, req)
                 if stream:
-                    return ChatResult(stream=self._replay(hit, include_usage), headers=headers)
+                    return ChatResult(stream=replay(hit, include_usage), headers=headers)
                 return ChatResult(response=hit, headers=headers)
 
             if stream and schema is None:
                 head, rest, target = await self.router.open_stream(targets, body, req.attempts)
                 req.target = target
                 headers["x-steward-provider"] = target.ref
-                _guard_header(headers, req)
-                return ChatResult(stream=self._relay(req, head, rest, include_usage, ckey, vector, body, gspec), headers=headers)
+                guard_header(headers, req)
+                return ChatResult(stream=relay(self, req, head, rest, include_usage, ckey, vector, body, gspec), headers=headers)
 
             response = await self._complete(req, targets, body, schema)
             if gspec is not None:
@@ -405,56 +305,39 @@ class Gateway:
             assert req.target is not None
             headers["x-steward-provider"] = req.target.ref
             headers["x-steward-cost-usd"] = f"{req.micro_usd / MICRO:.6f}"
-            _guard_header(headers, req)
+            guard_header(headers, req)
             if use_cache:
                 self._store(req, ckey, vector, response)
             self._finish(req, "ok")
             if stream:
-                return ChatResult(stream=self._replay(response, include_usage), headers=headers)
+                return ChatResult(stream=replay(response, include_usage), headers=headers)
             return ChatResult(response=response, headers=headers)
         except BaseException as exc:
             self._finish(req, "error", exc)
             raise
 
-    def _guard_output(self, req: _Req, gspec: GuardrailsSpec, response: dict[str, Any]) -> dict[str, Any]:
+    def _guard_output(self, req: Req, gspec: GuardrailsSpec, response: dict[str, Any]) -> dict[str, Any]:
         guarded, found = self.guards.check_output(gspec, response)
         req.verdicts.extend(found)
         raise_if_blocked(found, "answer")
         return guarded
 
-    def _add_usage(self, req: _Req, target: Target, response: dict[str, Any], body: dict[str, Any]) -> None:
-        # The provider's own counts win; the local tokenizer fills in when a provider reports none.
-        usage = response.get("usage") or {}
-        pin = usage.get("prompt_tokens")
-        if pin is None:
-            pin = count_messages(body["messages"], body.get("tools"))
-        pin = int(pin)
-        pout = usage.get("completion_tokens")
-        if pout is None:
-            message = (response.get("choices") or [{}])[0].get("message") or {}
-            pout = count_text(message.get("content") or "") + (
-                count_text(orjson.dumps(message["tool_calls"]).decode()) if message.get("tool_calls") else 0
-            )
-        req.prompt_tokens += pin
-        req.completion_tokens += int(pout)
-        req.micro_usd += self.cost_micro(target, pin, int(pout))
-
-    async def _complete(self, req: _Req, targets: list[Target], body: dict[str, Any], schema: dict[str, Any] | None) -> dict[str, Any]:
+    async def _complete(self, req: Req, targets: list[Target], body: dict[str, Any], schema: dict[str, Any] | None) -> dict[str, Any]:
         send = {**body, "stream": False}
         response, target = await self.router.chat(targets, send, req.attempts)
         req.target = target
         self._add_usage(req, target, response, send)
-        if schema is None or _tool_calls(response):
+        if schema is None or has_tool_calls(response):
             return response  # a tool call is not the final answer: the schema applies to the answer
-        errors = validate_output(_content(response), schema)
+        errors = validate_output(message_content(response), schema)
         if not errors:
             return response
         req.span.add_event("structured_output.repair", {"errors": errors})
-        repair = {**send, "messages": repair_messages(body["messages"], _content(response), errors)}
+        repair = {**send, "messages": repair_messages(body["messages"], message_content(response), errors)}
         response, target = await self.router.chat(targets, repair, req.attempts)
         req.target = target
         self._add_usage(req, target, response, repair)
-        errors = validate_output(_content(response), schema)
+        errors = validate_output(message_content(response), schema)
         if errors:
             raise InvalidOutput(
                 f"the model's answer does not match the requested JSON schema after one repair attempt: {'; '.join(errors)}",
@@ -463,178 +346,18 @@ class Gateway:
             )
         return response
 
-    def _store(self, req: _Req, ckey: str | None, vector: Any, response: dict[str, Any]) -> None:
+    def _store(self, req: Req, ckey: str | None, vector: Any, response: dict[str, Any]) -> None:
         if ckey is not None and self.exact is not None:
             self.exact.put(ckey, response)
         if self.semantic is not None and vector is not None:
             self.semantic.put(req.scope, vector, response)
 
-    async def _replay(self, response: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
-        for chunk in response_to_chunks(response):
-            if chunk.get("usage") is not None and not chunk.get("choices"):
-                if include_usage:
-                    yield _sse(chunk)
-                continue
-            yield _sse(chunk)
-        yield b"data: [DONE]\n\n"
+    def _add_usage(self, req: Req, target: Target, response: dict[str, Any], body: dict[str, Any]) -> None:
+        add_usage(req, target, response, body, self.cost_micro)
 
-    async def _relay(
-        self,
-        req: _Req,
-        head: list[dict[str, Any]],
-        rest: AsyncIterator[dict[str, Any]],
-        include_usage: bool,
-        ckey: str | None,
-        vector: Any,
-        body: dict[str, Any],
-        gspec: GuardrailsSpec | None = None,
-    ) -> AsyncIterator[bytes]:
-        """Pass the upstream stream through, accumulating the answer for usage, cache, trace and the output guard."""
-        parts: list[str] = []
-        calls: dict[int, dict[str, Any]] = {}
-        finish: str | None = None
-        usage: dict[str, Any] | None = None
-        meta: dict[str, Any] = {}
-        status, error = "ok", None
-
-        async def chunks() -> AsyncIterator[dict[str, Any]]:
-            for c in head:
-                yield c
-            async for c in rest:
-                yield c
-
-        try:
-            async for chunk in chunks():
-                if not meta:
-                    meta = {"id": chunk.get("id"), "created": chunk.get("created"), "model": chunk.get("model")}
-                if chunk.get("usage"):
-                    usage = chunk["usage"]
-                    if not chunk.get("choices"):
-                        if include_usage:
-                            yield _sse(chunk)
-                        continue
-                    if not include_usage:
-                        chunk = {k: v for k, v in chunk.items() if k != "usage"}
-                for choice in chunk.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    if delta.get("content"):
-                        parts.append(delta["content"])
-                    for tc in delta.get("tool_calls") or []:
-                        slot = calls.setdefault(
-                            int(tc.get("index", 0)), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
-                        )
-                        slot["id"] = tc.get("id") or slot["id"]
-                        fn = tc.get("function") or {}
-                        slot["function"]["name"] += fn.get("name") or ""
-                        slot["function"]["arguments"] += fn.get("arguments") or ""
-                    finish = choice.get("finish_reason") or finish
-                yield _sse(chunk)
-            yield b"data: [DONE]\n\n"
-        except ProviderError as exc:
-            # Tokens were already sent: no fallback possible, end the stream with an error event.
-            status, error = "error", exc
-            yield _sse({"error": {"message": exc.message, "type": "provider_error", "code": exc.code}})
-        finally:
-            close = getattr(rest, "aclose", None)
-            if close is not None:
-                try:
-                    await close()  # the client may have gone: release the upstream connection now
-                except Exception:
-                    logger.debug("error closing the upstream stream", exc_info=True)
-            message: dict[str, Any] = {"role": "assistant", "content": "".join(parts) if parts or not calls else None}
-            if calls:
-                message["tool_calls"] = [calls[i] for i in sorted(calls)]
-            response = {
-                "id": meta.get("id") or f"chatcmpl-{req.request_id}",
-                "object": "chat.completion",
-                "created": meta.get("created") or int(time.time()),
-                "model": meta.get("model") or "",
-                "choices": [{"index": 0, "message": message, "finish_reason": finish or "stop"}],
-            }
-            if usage:
-                response["usage"] = usage
-            assert req.target is not None
-            self._add_usage(req, req.target, response, body)
-            cacheable = True
-            if gspec is not None and status == "ok" and isinstance(message.get("content"), str):
-                try:
-                    message["content"], found, cacheable = self.guards.scan_output(gspec, message["content"])
-                    req.verdicts.extend(found)
-                except Exception:  # the stream is over; a guard failure must not lose the usage record
-                    logger.exception("output guard failed on streamed request %s", req.request_id)
-                    cacheable = False
-            if status == "ok" and finish is not None and req.cache != "off" and cacheable:
-                response.setdefault(
-                    "usage",
-                    {
-                        "prompt_tokens": req.prompt_tokens,
-                        "completion_tokens": req.completion_tokens,
-                        "total_tokens": req.prompt_tokens + req.completion_tokens,
-                    },
-                )
-                self._store(req, ckey, vector, response)
-            self._finish(req, status if finish is not None or status == "error" else "aborted", error)
-
-    def _finish(self, req: _Req, status: str, error: BaseException | None = None) -> None:
+    def _finish(self, req: Req, status: str, error: BaseException | None = None) -> None:
         """Settle the budget, record usage, count metrics and end the span (exactly once per request)."""
-        if req.reservation is not None:
-            try:
-                self.budget.settle(req.reservation, req.prompt_tokens + req.completion_tokens, req.micro_usd)
-            except Exception:
-                logger.exception("could not settle the budget of request %s", req.request_id)
-        latency_ms = (time.perf_counter() - req.t0) * 1000
-        target = req.target
-        cost = req.micro_usd / MICRO
-        is_limit = error is not None and isinstance(error, StewardError) and error.code.startswith("limit.")
-        self.usage.record(
-            {
-                "request_id": req.request_id,
-                "key_name": req.key.name,
-                "team": req.key.team,
-                "model": req.model,
-                "provider": target.provider.name if target else None,
-                "provider_model": target.model if target else None,
-                "prompt_tokens": req.prompt_tokens,
-                "completion_tokens": req.completion_tokens,
-                "cost_usd": cost,
-                "cache": req.cache,
-                "status": "refused" if is_limit else status,
-                "latency_ms": latency_ms,
-                "prompt_version": req.prompt_version,
-            }
-        )
-        _count_request(req.model, target.provider.name if target else "", status)
-        _TOKENS_IN.inc(req.prompt_tokens)
-        _TOKENS_OUT.inc(req.completion_tokens)
-        if cost:
-            COST.inc(cost)
-        LATENCY.observe(latency_ms / 1000)
-        span = req.span
-        set_attributes(
-            span,
-            {
-                "llm.request_id": req.request_id,
-                "llm.provider": target.provider.name if target else None,
-                "llm.provider_model": target.model if target else None,
-                "llm.tokens_in": req.prompt_tokens,
-                "llm.tokens_out": req.completion_tokens,
-                "llm.cost_usd": cost,
-                "llm.latency_ms": round(latency_ms, 3),
-                "llm.cache_hit": req.cache in ("exact", "semantic"),
-                "llm.cache": req.cache,
-                "llm.status": status,
-                "llm.attempts": req.attempts.tried,
-            },
-        )
-        if req.verdicts:
-            span.set_attribute("guardrails.verdicts", verdict_header(req.verdicts))
-            span.set_attribute("guardrails.findings", [f"{v.guard}:{v.detail}" for v in req.verdicts])
-        if error is not None:
-            from opentelemetry.trace import Status, StatusCode
-
-            span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
-            span.set_attribute("llm.error_code", getattr(error, "code", type(error).__name__))
-        span.end()
+        finish_request(req, status, error, budget=self.budget, usage=self.usage)
 
     # -- embeddings --------------------------------------------------------
     async def embeddings(self, body: dict[str, Any], key: GatewayKey, *, trace: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -652,7 +375,7 @@ class Gateway:
         span = self.tracer.start_span("llm.embeddings", attributes={"llm.model": model, "llm.key": key.name, "llm.inputs": len(inputs)})
         if trace:
             set_attributes(span, trace)
-        req = _Req(request_id(), key, model, "none", span, time.perf_counter(), cache="off")
+        req = Req(request_id(), key, model, "none", span, time.perf_counter(), cache="off")
         try:
             tokens = sum(count_text(t) for t in inputs)
             req.reservation = self.budget.reserve(key, tokens, max(self.cost_micro(t, tokens, 0) for t in targets))
