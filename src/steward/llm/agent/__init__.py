@@ -18,7 +18,8 @@ scripted task set.
 from steward.llm.agent.approvals import ApprovalRequest, Approvals, call_hash, canonical_json
 from steward.llm.agent.evals import EvalReport, EvalTask, TaskScore, load_tasks, run_eval, score_task, scripted_spec
 from steward.llm.agent.gate import CallOutcome, ToolGate
-from steward.llm.agent.loop import STOP_REASONS, Agent, AgentRun, AgentStep, ToolCallRecord, get_run, list_runs
+from steward.llm.agent.loop import Agent
+from steward.llm.agent.runs import STOP_REASONS, AgentRun, AgentStep, ToolCallRecord, get_run, list_runs
 
 __all__ = [
     "STOP_REASONS",
