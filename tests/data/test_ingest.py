@@ -130,8 +130,15 @@ def test_parquet_lands_typed_with_row_index(tmp_path: Path) -> None:
     assert b.schema["id"] == pl.Int64 and b.schema["v"] == pl.Float64
     assert b["_row"].to_list() == [0, 1, 2]
     (tmp_path / "in" / "broken.parquet").write_bytes(b"PAR1 not really")
+    # a corrupt file no longer stops the source: it is quarantined as one file-level record
+    again = ingest_source(ws, "p")
+    (bad,) = again.rejected
+    assert bad.origin == "in/broken.parquet" and "not a readable Parquet file" in (bad.reason or "")
+    q = ws.lake.read("quarantine.p")
+    assert q.filter(pl.col("rule") == "file")["_batch_id"].to_list() == [bad.batch_id]
+    assert ws.lake.read("bronze.p").height == 3
     with pytest.raises(IngestError, match=r"broken\.parquet"):
-        ingest_source(ws, "p")
+        parse_file(tmp_path / "in" / "broken.parquet", "p", ws.spec.source("p"), origin="x", ingested_at=datetime.now(UTC))
 
 
 def test_csv_without_header_uses_contract_column_order(tmp_path: Path) -> None:

@@ -5,8 +5,19 @@ Each landing file is one batch whose id is the hash of its bytes
 Bronze keeps rows as received (CSV and JSON-lines values as text, Parquet as
 typed) plus ``_batch_id``, ``_source_file``, ``_row`` and ``_ingested_at``.
 A line that cannot be parsed (wrong number of fields, broken quoting, bad
-JSON) goes to ``quarantine.<source>`` raw, with its line number and reason;
-the rest of the file still lands.
+JSON, bytes not valid in the source's encoding) goes to
+``quarantine.<source>`` raw, with its line number and reason; the rest of the
+file still lands.
+
+Memory is bounded whatever a file's size: files are hashed and parsed in
+blocks (:mod:`steward.data._landing_read`), parsed chunks wait in temporary
+Parquet parts, and bronze is written from a stream of them. A file that cannot
+land as a whole (empty, binary, undeclared UTF-16, a parser failure, or more
+unreadable rows than the source's ``max_bad_rows`` / ``max_bad_share``) is
+quarantined as ONE record (rule ``file``, row -1) with its reason and counts,
+recorded as a ``rejected`` batch, and the other files and sources land. A
+rejected file is read again only when the source's reading settings change
+(e.g. after declaring ``encoding: utf-16``).
 
 Crash safety: the quarantine (parse failures) is merged first, then one bronze
 commit holds every new file, then the batches are recorded. A crash between
@@ -16,28 +27,32 @@ again and the quarantine merge is keyed.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 import re
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from steward._primitives import Progress, report_progress
+from steward._primitives import Progress, canonical_json, report_progress
+from steward.data._landing_read import BLOCK_BYTES, FileRejected, RowCap, read_chunks
+from steward.data.contracts import load_contract
 from steward.data.faults import fault
 from steward.data.lake import TableRef
-from steward.data.quarantine import PARSE_RULE, QUARANTINE_SCHEMA, write_quarantine
-from steward.data.runs import BATCH_LANDED, batch_rows, finish_run, source_lock, start_run, upsert_batch
+from steward.data.quarantine import FILE_ROW, FILE_RULE, PARSE_RULE, QUARANTINE_SCHEMA, write_quarantine
+from steward.data.runs import BATCH_LANDED, BATCH_REJECTED, batch_rows, finish_run, source_lock, start_run, upsert_batch
 from steward.errors import IngestError, SpecError
 
 if TYPE_CHECKING:
-    from steward.spec import CsvOptions, SourceSpec
+    from steward.spec import SourceSpec
     from steward.workspace import Workspace
 
 __all__ = [
@@ -57,7 +72,6 @@ logger = logging.getLogger(__name__)
 
 META_COLUMNS = ("_batch_id", "_source_file", "_row", "_ingested_at")
 _DATE_RE = re.compile(r"(\d{4}-\d{2}-\d{2})")
-_MAX_RECORD_LINES = 100  # a quoted field may span lines; past this, the opening line is malformed
 
 
 def batch_id_for(source: str, data: bytes) -> str:
@@ -119,8 +133,9 @@ class LandedBatch:
     """What ingest did with one file.
 
     Attributes:
-        status: ``new`` (landed now), ``recovered`` (found in bronze after a crash, now recorded)
-            or ``skipped`` (landed by an earlier run: nothing changed).
+        status: ``new`` (landed now), ``recovered`` (found in bronze after a crash, now recorded),
+            ``skipped`` (landed by an earlier run: nothing changed) or ``rejected`` (the whole file
+            is quarantined as one record, rule ``file``; ``reason`` says why).
     """
 
     batch_id: str
@@ -129,6 +144,7 @@ class LandedBatch:
     rows_read: int = 0
     rows_bronze: int = 0
     rows_parse_failed: int = 0
+    reason: str | None = None
 
 
 @dataclass
@@ -144,7 +160,12 @@ class IngestReport:
     @property
     def new_batches(self) -> list[LandedBatch]:
         """Batches landed (or recovered) by this run."""
-        return [b for b in self.batches if b.status != "skipped"]
+        return [b for b in self.batches if b.status in ("new", "recovered")]
+
+    @property
+    def rejected(self) -> list[LandedBatch]:
+        """Files quarantined as a whole by this run."""
+        return [b for b in self.batches if b.status == "rejected"]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -158,131 +179,48 @@ class IngestReport:
 
 
 # -- parsing -----------------------------------------------------------------------
-def _split_lines(text: str) -> list[str]:
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
+def file_batch_id(source: str, path: Path) -> str:
+    """:func:`batch_id_for` of a file, hashed in blocks (the file is never held in memory).
 
-
-def _parse_one(record: str, delimiter: str) -> list[str]:
-    rows = list(csv.reader(io.StringIO(record, newline=""), delimiter=delimiter, strict=True))
-    if len(rows) != 1:
-        raise csv.Error(f"expected one record, found {len(rows)}")
-    return rows[0]
-
-
-def _parse_csv(
-    data: bytes, opts: CsvOptions, names_if_no_header: list[str]
-) -> tuple[list[str], dict[str, list[Any]], list[int], list[tuple[int, str, str]]]:
-    """Parse CSV text tolerantly.
-
-    Returns ``(names, columns, row_numbers, bad)`` where ``bad`` holds
-    ``(row_number, reason, raw)``. Row numbers are 1-based data line numbers
-    (the header is line 0); the file line is ``row + 1`` with a header.
+    Raises:
+        OSError: the file cannot be read.
     """
-    text = data.decode("utf-8-sig", errors="replace")
-    lines = _split_lines(text)
-    d = opts.delimiter
-    offset = 1 if opts.header else 0
-    if opts.header:
-        if not lines:
-            raise IngestError("the file is empty (no header line)", hint="a CSV source with 'header: true' needs a header line")
-        try:
-            names = [n.strip() for n in _parse_one(lines[0], d)]
-        except csv.Error as exc:
-            raise IngestError(f"the header line cannot be parsed: {exc}", hint="fix the first line of the file") from None
-        if any(not n for n in names) or len(set(names)) != len(names):
-            raise IngestError(f"the header has empty or repeated column names: {names}", hint="give every column a unique name")
-    else:
-        names = list(names_if_no_header)
-    n = len(names)
-    nulls = set(opts.null_values)
-    cols: dict[str, list[Any]] = {c: [] for c in names}
-    rownums: list[int] = []
-    bad: list[tuple[int, str, str]] = []
-
-    def good(row: int, fields: list[str]) -> None:
-        rownums.append(row)
-        for c, v in zip(names, fields, strict=True):
-            cols[c].append(None if v in nulls else v)
-
-    quoted = '"' in text
-    i = offset
-    while i < len(lines):
-        line = lines[i]
-        row = i + 1 - offset
-        if not line.strip():
-            i += 1
-            continue
-        if not quoted:
-            # fast path: without quotes a record is one line split on the delimiter
-            fields = line.split(d)
-            if len(fields) == n:
-                good(row, fields)
-            else:
-                bad.append((row, f"line {i + 1}: expected {n} fields, found {len(fields)}", line))
-            i += 1
-            continue
-        record, j = line, i
-        while record.count('"') % 2 == 1 and j + 1 < len(lines) and j - i < _MAX_RECORD_LINES:
-            j += 1
-            record += "\n" + lines[j]
-        try:
-            if record.count('"') % 2 == 1:
-                raise csv.Error("unterminated quoted field")
-            fields = _parse_one(record, d)
-        except csv.Error as exc:
-            if j > i:
-                # the join across lines did not help: only the opening line is broken
-                try:
-                    _parse_one(line, d)
-                    reason = "unterminated quoted field"
-                except csv.Error as exc2:
-                    reason = str(exc2)
-                bad.append((row, f"line {i + 1}: broken quoting ({reason})", line))
-                i += 1
-            else:
-                bad.append((row, f"line {i + 1}: broken quoting ({exc})", line))
-                i += 1
-            continue
-        if len(fields) != n:
-            bad.append((row, f"line {i + 1}: expected {n} fields, found {len(fields)}", record))
-        else:
-            good(row, fields)
-        i = j + 1
-    return names, cols, rownums, bad
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(BLOCK_BYTES):
+            h.update(block)
+    return f"{source}-{h.hexdigest()[:16]}"
 
 
-def _jsonl_value(v: Any) -> str | None:
-    if v is None:
-        return None
-    if isinstance(v, str):
-        return v
-    return json.dumps(v, ensure_ascii=False)
+def _with_meta(rows: pl.DataFrame, bid: str, origin: str, at: datetime) -> pl.DataFrame:
+    rows = rows.with_columns(
+        pl.lit(bid, dtype=pl.String).alias("_batch_id"),
+        pl.lit(origin, dtype=pl.String).alias("_source_file"),
+        pl.lit(at, dtype=pl.Datetime("us", "UTC")).alias("_ingested_at"),
+    )
+    data_cols = [c for c in rows.columns if c not in META_COLUMNS]
+    return rows.select([*data_cols, *META_COLUMNS])
 
 
-def _parse_jsonl(data: bytes) -> tuple[list[str], dict[str, list[Any]], list[int], list[tuple[int, str, str]]]:
-    text = data.decode("utf-8-sig", errors="replace")
-    records: list[tuple[int, dict[str, Any]]] = []
-    bad: list[tuple[int, str, str]] = []
-    names: dict[str, None] = {}
-    for i, line in enumerate(_split_lines(text)):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            bad.append((i + 1, f"line {i + 1}: not valid JSON ({exc})", line))
-            continue
-        if not isinstance(obj, dict):
-            bad.append((i + 1, f"line {i + 1}: a JSON line must be an object, got {type(obj).__name__}", line))
-            continue
-        for k in obj:
-            names.setdefault(str(k), None)
-        records.append((i + 1, obj))
-    cols: dict[str, list[Any]] = {c: [_jsonl_value(r.get(c)) for _, r in records] for c in names}
-    return list(names), cols, [r for r, _ in records], bad
+def _failures(bid: str, bad: list[tuple[int, str, str]], at: datetime, rule: str = PARSE_RULE) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "_batch_id": [bid] * len(bad),
+            "_row": [b[0] for b in bad],
+            "rule": [rule] * len(bad),
+            "column": [""] * len(bad),
+            "value": [None] * len(bad),
+            "reason": [b[1] for b in bad],
+            "raw": [b[2] for b in bad],
+            "contract_version": [None] * len(bad),
+            "_quarantined_at": [at] * len(bad),
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def _cap(spec: SourceSpec) -> RowCap:
+    return RowCap(max_rows=spec.max_bad_rows, max_share=spec.max_bad_share)
 
 
 def parse_file(
@@ -295,69 +233,36 @@ def parse_file(
     header_names: list[str] | None = None,
     data: bytes | None = None,
 ) -> ParsedFile:
-    """Parse one landing file into bronze rows and parse failures.
+    """Parse one landing file into bronze rows and parse failures, in memory (small files; ingest streams).
 
     Args:
         path: The file.
         source: Source name (prefixes the batch id).
-        spec: The source spec (format, CSV options).
+        spec: The source spec (format, encoding, CSV options, per-file cap).
         origin: How the file is named in bronze's ``_source_file``.
         ingested_at: The ingest timestamp (UTC) stamped on every row.
         header_names: Column names for a CSV without a header line (the contract's columns).
         data: The file's bytes when already read (default: read ``path``).
 
     Raises:
-        IngestError: the file cannot be read at all.
+        IngestError: the file cannot land as a whole (empty, unreadable, wrong encoding, over the cap).
     """
-    if data is None:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise IngestError(f"{path}: cannot read: {exc}") from None
-    bid = batch_id_for(source, data)
+    try:
+        bid = batch_id_for(source, data) if data is not None else file_batch_id(source, path)
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot read: {exc}") from None
     at = ingested_at.astimezone(UTC)
+    frames: list[pl.DataFrame] = []
     bad: list[tuple[int, str, str]] = []
     try:
-        if spec.format == "parquet":
-            try:
-                typed = pl.read_parquet(io.BytesIO(data))
-            except Exception as exc:  # polars raises several error types for a corrupt file
-                raise IngestError(
-                    f"{path}: not a readable Parquet file: {exc}", hint="re-export the file or remove it from the landing directory"
-                ) from None
-            rows = typed.with_columns(pl.int_range(0, typed.height, dtype=pl.Int64).alias("_row"))
-        else:
-            if spec.format == "csv":
-                names, cols, rownums, bad = _parse_csv(data, spec.csv, header_names or [])
-            else:
-                names, cols, rownums, bad = _parse_jsonl(data)
-            rows = pl.DataFrame({c: pl.Series(c, cols[c], dtype=pl.String) for c in names}) if names else pl.DataFrame(height=len(rownums))
-            rows = rows.with_columns(pl.Series("_row", rownums, dtype=pl.Int64))
-    except IngestError as exc:
-        if str(path) not in exc.message:
-            raise IngestError(f"{path}: {exc.message}", hint=exc.hint) from None
-        raise
-    rows = rows.with_columns(
-        pl.lit(bid, dtype=pl.String).alias("_batch_id"),
-        pl.lit(origin, dtype=pl.String).alias("_source_file"),
-        pl.lit(at, dtype=pl.Datetime("us", "UTC")).alias("_ingested_at"),
-    )
-    data_cols = [c for c in rows.columns if c not in META_COLUMNS]
-    rows = rows.select([*data_cols, *META_COLUMNS])
-    failures = pl.DataFrame(
-        {
-            "_batch_id": [bid] * len(bad),
-            "_row": [b[0] for b in bad],
-            "rule": [PARSE_RULE] * len(bad),
-            "column": [""] * len(bad),
-            "value": [None] * len(bad),
-            "reason": [b[1] for b in bad],
-            "raw": [b[2] for b in bad],
-            "contract_version": [None] * len(bad),
-            "_quarantined_at": [at] * len(bad),
-        },
-        schema=QUARANTINE_SCHEMA,
-    )
+        for chunk in read_chunks(path, spec, source=source, header_names=header_names or [], cap=_cap(spec), data=data):
+            frames.append(chunk.rows)
+            bad += chunk.bad
+    except FileRejected as exc:
+        raise IngestError(f"{path}: {exc.reason}") from None
+    rows = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame({"_row": []}, schema={"_row": pl.Int64()})
+    rows = _with_meta(rows, bid, origin, at)
+    failures = _failures(bid, bad, at)
     return ParsedFile(batch_id=bid, origin=origin, rows=rows, failures=failures, rows_read=rows.height + failures.height)
 
 
@@ -367,6 +272,80 @@ def _origin(ws: Workspace, path: Path) -> str:
         return path.resolve().relative_to(ws.spec.base_dir.resolve()).as_posix()
     except ValueError:
         return str(path)
+
+
+@dataclass
+class _Staged:
+    """A file parsed to temporary Parquet parts, waiting for the one bronze commit."""
+
+    batch_id: str
+    origin: str
+    parts: list[Path] = field(default_factory=list)
+    rows_bronze: int = 0
+    failures: list[tuple[int, str, str]] = field(default_factory=list)
+
+    @property
+    def rows_read(self) -> int:
+        return self.rows_bronze + len(self.failures)
+
+
+def _settings(spec: SourceSpec, header_names: list[str] | None) -> str:
+    """A fingerprint of how a source reads files: a rejected file is tried again when it changes."""
+    how: dict[str, Any] = {"format": spec.format, "encoding": spec.encoding, "csv": spec.csv.model_dump(), "header": header_names}
+    how |= {"max_bad_rows": spec.max_bad_rows, "max_bad_share": spec.max_bad_share}
+    return hashlib.sha256(canonical_json(how).encode()).hexdigest()[:16]
+
+
+def _details(rec: dict[str, Any]) -> dict[str, Any]:
+    raw = rec.get("details")
+    if isinstance(raw, dict):
+        return raw
+    try:
+        out = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def _stage(path: Path, stage: _Staged, spec: SourceSpec, *, source: str, header_names: list[str], at: datetime, tmp: Path) -> None:
+    """Parse ``path`` chunk by chunk into Parquet parts under ``tmp`` (memory: one chunk).
+
+    Raises:
+        FileRejected: the file cannot land as a whole (its parts are removed).
+    """
+    try:
+        for k, chunk in enumerate(read_chunks(path, spec, source=source, header_names=header_names, cap=_cap(spec))):
+            stage.failures += chunk.bad
+            if chunk.rows.height:
+                part = tmp / f"{stage.batch_id}-{k:06d}.parquet"
+                _with_meta(chunk.rows, stage.batch_id, stage.origin, at).write_parquet(part, compression="lz4")
+                stage.parts.append(part)
+                stage.rows_bronze += chunk.rows.height
+    except FileRejected:
+        for part in stage.parts:
+            part.unlink(missing_ok=True)
+        raise
+
+
+def _bronze_stream(staged: list[_Staged]) -> tuple[pa.Schema, Callable[[], Iterator[pa.RecordBatch]]]:
+    """One schema over every staged part (data columns in first-seen order, then metadata) and a stream of batches."""
+    parts = [p for s in staged for p in s.parts]
+    unified = pa.unify_schemas([pq.read_schema(p) for p in parts], promote_options="permissive")
+    fields = [f for f in unified if f.name not in META_COLUMNS] + [unified.field(c) for c in META_COLUMNS]
+    schema = pa.schema(fields)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for part in parts:
+            for b in pq.ParquetFile(part).iter_batches(batch_size=65_536):
+                cols = [b.column(f.name).cast(f.type) if f.name in b.schema.names else pa.nulls(b.num_rows, f.type) for f in schema]
+                yield pa.RecordBatch.from_arrays(cols, schema=schema)
+
+    return schema, batches
+
+
+def _file_record(bid: str, origin: str, rej: FileRejected, at: datetime) -> pl.DataFrame:
+    raw = canonical_json({"file": origin, "rows_read": rej.rows_read, "rows_failed": rej.rows_failed, "first_reasons": rej.first_reasons})
+    return _failures(bid, [(FILE_ROW, rej.reason, raw)], at, rule=FILE_RULE)
 
 
 def land_files(
@@ -382,8 +361,11 @@ def land_files(
 ) -> IngestReport:
     """Land a source's new files into bronze (caller holds the source lock and owns the run).
 
-    One quarantine merge (parse failures), then one bronze commit for all new
-    files, then the batches are recorded as landed.
+    Each file is parsed in bounded chunks to temporary Parquet parts; a file
+    that cannot land as a whole is quarantined as one record (rule ``file``)
+    and the others go on. Then one quarantine merge (parse failures and
+    rejected files), one bronze commit streaming every part, and the batches
+    are recorded.
     """
     spec = ws.spec.source(source)
     lake = ws.lake
@@ -391,59 +373,80 @@ def land_files(
     report = IngestReport(source=source, run_id=run_id)
     files = landing_files(ws, source, date_from=date_from, date_to=date_to)
     known = batch_rows(ws.metadata, source)
+    settings = _settings(spec, header_names)
     now = datetime.now(UTC)
-    parsed: list[ParsedFile] = []
-    for i, path in enumerate(files):
-        report_progress(progress, f"{source}: reading landing files", i, len(files))
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise IngestError(f"{path}: cannot read: {exc}") from None
-        bid = batch_id_for(source, data)
-        origin = _origin(ws, path)
-        if bid in known or any(p.batch_id == bid for p in parsed):
-            report.batches.append(LandedBatch(bid, origin, "skipped"))
-            continue
-        pf = parse_file(path, source, spec, origin=origin, ingested_at=now, header_names=header_names, data=data)
-        pf.failures = pf.failures.with_columns(pl.lit(contract_version, dtype=pl.String).alias("contract_version"))
-        parsed.append(pf)
-    report_progress(progress, f"{source}: reading landing files", len(files), len(files))
-    if not parsed:
-        report.bronze_version = lake.version(bronze) if lake.exists(bronze) else None
-        return report
-    # batches that reached bronze before a crash are not written again
-    in_bronze = set(lake.scan(bronze).select("_batch_id").unique().collect()["_batch_id"].to_list()) if lake.exists(bronze) else set()
-    failures = pl.concat([p.failures for p in parsed]) if parsed else pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    qv, _ = write_quarantine(lake, source, failures, run_id=run_id, batch_id=parsed[0].batch_id if len(parsed) == 1 else None)
-    report.quarantine_version = qv
-    new_rows = [p.rows for p in parsed if p.batch_id not in in_bronze and p.rows.height]
-    if new_rows:
-        frame = pl.concat(new_rows, how="diagonal_relaxed") if len(new_rows) > 1 else new_rows[0]
-        only = [p.batch_id for p in parsed if p.batch_id not in in_bronze]
-        report.bronze_version = lake.write(bronze, frame, run_id=run_id, batch_id=only[0] if len(only) == 1 else None, operation="ingest")
-        fault("after_bronze")
-    else:
-        report.bronze_version = lake.version(bronze) if lake.exists(bronze) else None
-    for p in parsed:
-        upsert_batch(
-            ws.metadata,
-            source,
-            p.batch_id,
-            origin=p.origin,
-            run_id=run_id,
-            status=BATCH_LANDED,
-            counts={
-                "rows_read": p.rows_read,
-                "rows_bronze": p.rows.height,
-                "rows_parse_failed": p.failures.height,
-                "contract_version": contract_version,
-            },
-        )
-        report.batches.append(
-            LandedBatch(
-                p.batch_id, p.origin, "recovered" if p.batch_id in in_bronze else "new", p.rows_read, p.rows.height, p.failures.height
+    staged: list[_Staged] = []
+    rejected: list[tuple[str, str, FileRejected]] = []
+    unreadable: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="steward-ingest-") as tmp:
+        for i, path in enumerate(files):
+            report_progress(progress, f"{source}: reading landing files", i, len(files))
+            origin = _origin(ws, path)
+            try:
+                bid = file_batch_id(source, path)
+            except OSError as exc:
+                # no content to hash: the batch id names the path, and nothing is recorded, so it is tried again
+                bid = batch_id_for(source, f"unreadable:{origin}".encode())
+                unreadable.add(bid)
+                rejected.append((bid, origin, FileRejected(f"cannot read: {exc}")))
+                continue
+            rec = known.get(bid)
+            done = rec is not None and (rec["status"] != BATCH_REJECTED or _details(rec).get("settings") == settings)
+            if done or any(s.batch_id == bid for s in staged) or any(r[0] == bid for r in rejected):
+                report.batches.append(LandedBatch(bid, origin, "skipped"))
+                continue
+            stage = _Staged(bid, origin)
+            try:
+                _stage(path, stage, spec, source=source, header_names=header_names or [], at=now, tmp=Path(tmp))
+            except FileRejected as exc:
+                logger.warning("%s: %s quarantined as a whole: %s", source, origin, exc.reason)
+                rejected.append((bid, origin, exc))
+                continue
+            staged.append(stage)
+        report_progress(progress, f"{source}: reading landing files", len(files), len(files))
+        if not staged and not rejected:
+            report.bronze_version = lake.version(bronze) if lake.exists(bronze) else None
+            return report
+        frames = [_failures(s.batch_id, s.failures, now) for s in staged if s.failures]
+        frames += [_file_record(bid, origin, rej, now) for bid, origin, rej in rejected]
+        failures = pl.concat(frames) if frames else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+        failures = failures.with_columns(pl.lit(contract_version, dtype=pl.String).alias("contract_version"))
+        ids = [s.batch_id for s in staged] + [r[0] for r in rejected]
+        qv, _ = write_quarantine(lake, source, failures, run_id=run_id, batch_id=ids[0] if len(ids) == 1 else None)
+        report.quarantine_version = qv
+        # batches that reached bronze before a crash are not written again
+        in_bronze: set[str] = set()
+        if staged and lake.exists(bronze):
+            mine = [s.batch_id for s in staged]
+            found = lake.scan(bronze).select("_batch_id").filter(pl.col("_batch_id").is_in(mine)).unique().collect()
+            in_bronze = set(found["_batch_id"].to_list())
+        new = [s for s in staged if s.batch_id not in in_bronze and s.parts]
+        if new:
+            schema, batches = _bronze_stream(new)
+            report.bronze_version = lake.write_stream(
+                bronze,
+                schema,
+                batches,
+                rows=sum(s.rows_bronze for s in new),
+                run_id=run_id,
+                batch_id=new[0].batch_id if len(new) == 1 else None,
+                operation="ingest",
             )
-        )
+            fault("after_bronze")
+        else:
+            report.bronze_version = lake.version(bronze) if lake.exists(bronze) else None
+    for s in staged:
+        counts: dict[str, Any] = {"rows_read": s.rows_read, "rows_bronze": s.rows_bronze, "rows_parse_failed": len(s.failures)}
+        counts["contract_version"] = contract_version
+        upsert_batch(ws.metadata, source, s.batch_id, origin=s.origin, run_id=run_id, status=BATCH_LANDED, counts=counts)
+        status = "recovered" if s.batch_id in in_bronze else "new"
+        report.batches.append(LandedBatch(s.batch_id, s.origin, status, s.rows_read, s.rows_bronze, len(s.failures)))
+    for bid, origin, rej in rejected:
+        if bid not in unreadable:
+            counts = {"rows_read": rej.rows_read, "rows_parse_failed": rej.rows_failed, "contract_version": contract_version}
+            counts["details"] = {"reason": rej.reason, "settings": settings}
+            upsert_batch(ws.metadata, source, bid, origin=origin, run_id=run_id, status=BATCH_REJECTED, counts=counts)
+        report.batches.append(LandedBatch(bid, origin, "rejected", rej.rows_read, 0, rej.rows_failed, reason=rej.reason))
     return report
 
 
@@ -472,8 +475,6 @@ def ingest_source(
         IngestError: a file cannot be read at all.
         LockHeld: another run is processing this source.
     """
-    from steward.data.contracts import load_contract
-
     spec = ws.spec.source(source)
     if spec.kind != "files":
         raise SpecError(f"source {source!r} is a {spec.kind} source", hint="consume streams with 'steward pipeline run --source NAME'")

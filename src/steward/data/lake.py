@@ -356,6 +356,43 @@ class Lake:
         self._record(r, version, run_id, batch_id, op, tbl.num_rows, appended=mode == "append")
         return version
 
+    def write_stream(
+        self,
+        ref: TableRef | str,
+        schema: pa.Schema,
+        batches: Callable[[], Iterator[pa.RecordBatch]],
+        *,
+        rows: int,
+        run_id: str | None = None,
+        batch_id: str | None = None,
+        operation: str = "append",
+    ) -> int:
+        """Append record batches as one Delta commit without holding them all in memory; return the new version.
+
+        Args:
+            schema: The batches' schema (new columns are merged into the table's).
+            batches: Makes the stream (called again on a retry, so it must start over each time).
+            rows: How many rows the stream holds (recorded with the commit).
+        """
+        from deltalake import write_deltalake
+
+        r = ref if isinstance(ref, TableRef) else TableRef.parse(ref)
+        exists = self.exists(r)
+        with_retries(
+            lambda: write_deltalake(
+                self.uri(r),
+                pa.RecordBatchReader.from_batches(schema, batches()),
+                mode="append",
+                schema_mode="merge" if exists else None,
+                storage_options=self.storage_options,
+                commit_properties=self._commit_properties(run_id, batch_id, operation),
+            ),
+            what=f"write {r.table}",
+        )
+        version = self.version(r)
+        self._record(r, version, run_id, batch_id, operation, rows, appended=True)
+        return version
+
     def merge_insert(
         self,
         ref: TableRef | str,

@@ -32,17 +32,27 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from steward._primitives import Progress, report_progress
+from steward.data.contracts import Contract, check_contract, load_contract
 from steward.data.faults import fault
 from steward.data.ingest import IngestReport, file_date, in_range, land_files
 from steward.data.lake import TableRef
 from steward.data.quarantine import PARSE_RULE, QUARANTINE_SCHEMA, failures_frame, raw_json, write_quarantine
-from steward.data.runs import BATCH_PROMOTED, batch_rows, finish_run, record_input, source_lock, start_run, upsert_batch
+from steward.data.runs import (
+    BATCH_PROMOTED,
+    BATCH_REJECTED,
+    batch_rows,
+    finish_run,
+    record_input,
+    source_lock,
+    start_run,
+    upsert_batch,
+)
+from steward.data.streams import StreamReport, land_stream
 from steward.errors import DataError
+from steward.governance.audit import record_if_changed
 
 if TYPE_CHECKING:
     from steward.backends.base import StreamBackend
-    from steward.data.contracts import Contract
-    from steward.data.streams import StreamReport
     from steward.workspace import Workspace
 
 __all__ = ["Accounting", "BatchAccounting", "PipelineReport", "SourceReport", "promote_source", "run_pipeline"]
@@ -226,12 +236,13 @@ def _pending_batches(
     arrival (first ingest time), so that "first seen" and "late" follow the data's history.
     """
     known = batch_rows(ws.metadata, source)
-    cand: dict[str, str] = {bid: str(r["origin"]) for bid, r in known.items() if r["status"] != BATCH_PROMOTED}
+    # a rejected file has nothing in bronze: it is reported by ingest, never promoted
+    cand = {bid: str(r["origin"]) for bid, r in known.items() if r["status"] not in (BATCH_PROMOTED, BATCH_REJECTED)}
     arrived: dict[str, str] = {bid: str(r["created_at"]) for bid, r in known.items()}
     if bronze is not None:
         ids = ws.lake.scan(bronze).group_by("_batch_id", "_source_file").agg(pl.col("_ingested_at").min()).collect()
         for bid, origin, at in ids.iter_rows():
-            if known.get(bid, {}).get("status") != BATCH_PROMOTED:
+            if known.get(bid, {}).get("status") not in (BATCH_PROMOTED, BATCH_REJECTED):
                 cand.setdefault(str(bid), str(origin))
                 if at is not None:
                     arrived[str(bid)] = at.isoformat()
@@ -318,8 +329,6 @@ def promote_source(
         acc.rows_read = acc.rows_bronze + acc.rows_parse_failed
         acc.rows_quarantined = acc.rows_parse_failed
         if df is not None and df.height:
-            from steward.data.contracts import check_contract
-
             res = check_contract(df, contract, row_id="_row")
             warnings.update({(w.split(":", 1)[0] if w.startswith("freshness:") else w): w for w in res.warnings})
             acc.rows_quarantined += res.rows_failed
@@ -380,8 +389,6 @@ def promote_source(
 
 def _audit_contract(ws: Workspace, name: str, path: Path) -> None:
     """Append ``contract.register`` / ``contract.change`` when a contract's content differs from the last one seen."""
-    from steward.governance.audit import record_if_changed
-
     record_if_changed(
         ws.audit,
         "contract.change",
@@ -414,8 +421,6 @@ def _run_source(
     stream_backend: StreamBackend | None,
     stream_consumer: str | None,
 ) -> SourceReport:
-    from steward.data.contracts import load_contract
-
     spec = ws.spec.source(source)
     contract = load_contract(ws.spec.contract_path(spec.contract))
     _audit_contract(ws, spec.contract, ws.spec.contract_path(spec.contract))
@@ -431,13 +436,17 @@ def _run_source(
             header_names=list(contract.polars_schema()),
             progress=progress,
         )
+        for b in report.ingest.rejected:
+            report.warnings.append(
+                f"file {b.origin} quarantined as a whole (batch {b.batch_id}): {b.reason}; "
+                f"see 'steward data quarantine --batch {b.batch_id}'"
+            )
     else:
-        from steward.data.streams import land_stream
-
         report.stream = land_stream(ws, source, run_id=run_id, backend=stream_backend, consumer=stream_consumer, progress=progress)
-    report.batches, report.warnings = promote_source(
+    report.batches, gate_warnings = promote_source(
         ws, source, contract, run_id=run_id, date_from=date_from, date_to=date_to, progress=progress
     )
+    report.warnings += gate_warnings
     report.versions = _versions(ws, source)
     return report
 

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from steward.workspace import Workspace
 
 __all__ = [
+    "FILE_ROW",
+    "FILE_RULE",
     "PARSE_RULE",
     "QUARANTINE_KEYS",
     "QUARANTINE_SCHEMA",
@@ -36,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 PARSE_RULE = "parse"
 """The rule name of a landing line that could not be parsed at all."""
+FILE_RULE = "file"
+"""The rule name of a landing file quarantined as a whole (one record; ``raw`` holds its counts as JSON)."""
+FILE_ROW = -1
+"""The ``_row`` of a file-level quarantine record: no row of the file, the whole of it."""
 
 QUARANTINE_KEYS = ("_batch_id", "_row", "rule", "column")
 

@@ -26,6 +26,7 @@ from steward.errors import LockHeld, NotFound
 __all__ = [
     "BATCH_LANDED",
     "BATCH_PROMOTED",
+    "BATCH_REJECTED",
     "batch_rows",
     "finish_run",
     "get_run",
@@ -44,6 +45,8 @@ BATCH_LANDED = "landed"
 """The batch is in bronze (and its unparsable lines in quarantine)."""
 BATCH_PROMOTED = "promoted"
 """The batch went through the contract gate: its rows are in silver, quarantine or counted as duplicates."""
+BATCH_REJECTED = "rejected"
+"""The landing file was quarantined as a whole (rule ``file``): nothing of it is in bronze or silver."""
 
 _LOCK_TTL_S = 3600.0
 

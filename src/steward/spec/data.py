@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from steward.spec._base import _Strict
 
@@ -56,6 +57,9 @@ class SourceSpec(_Strict):
         contract: Name of the contract (in ``contracts``) that gates bronze → silver.
         stream: Redis stream key (for ``redis_stream``).
         group: Consumer group name (for ``redis_stream``).
+        encoding: Text encoding of CSV / JSON-lines landing files (``utf-8``, ``latin-1``, ``cp1252``, ``utf-16``...).
+        max_bad_rows: Past this many unreadable rows in one file, the whole file is quarantined as one record.
+        max_bad_share: Past this share of unreadable rows (after a first sample), the whole file is quarantined.
     """
 
     kind: Literal["files", "redis_stream"] = "files"
@@ -66,3 +70,16 @@ class SourceSpec(_Strict):
     csv: CsvOptions = Field(default_factory=CsvOptions)
     stream: str | None = None
     group: str = "steward"
+    # -- reading landing files (Issue 15): encoding and the per-file quarantine cap
+    encoding: str = "utf-8"
+    max_bad_rows: int = Field(default=10_000, ge=0)
+    max_bad_share: float = Field(default=0.5, gt=0, le=1)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}; use a Python codec name such as utf-8, latin-1, cp1252 or utf-16") from None
+        return value
