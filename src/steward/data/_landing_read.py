@@ -56,6 +56,11 @@ _SNIFF_BYTES = 64 << 10
 _WIDE = ("utf_16", "utf_16_le", "utf_16_be", "utf_32", "utf_32_le", "utf_32_be")
 
 
+def _is_wide(encoding: str) -> bool:
+    """Whether ``encoding`` is not ASCII-compatible (a newline is not the byte 0x0A): UTF-16 / UTF-32."""
+    return codecs.lookup(encoding).name.replace("-", "_") in _WIDE
+
+
 class FileRejected(Exception):
     """The file as a whole cannot land: it goes to quarantine as one record.
 
@@ -115,7 +120,7 @@ def sniff(head: bytes, encoding: str, source: str) -> None:
     """
     if not head:
         raise FileRejected("the file is empty (0 bytes)")
-    if codecs.lookup(encoding).name in _WIDE:
+    if _is_wide(encoding):
         return
     if _looks_utf16(head):
         raise FileRejected(
@@ -198,7 +203,7 @@ def _wide_blocks(fh: BinaryIO, encoding: str) -> Iterator[tuple[list[str], dict[
 
 def text_blocks(fh: BinaryIO, encoding: str) -> Iterator[tuple[list[str], dict[int, str]]]:
     """Blocks of decoded lines, each with ``{index in block: reason}`` for lines that are not valid ``encoding``."""
-    if codecs.lookup(encoding).name in _WIDE:
+    if _is_wide(encoding):
         return _wide_blocks(fh, encoding)
     return _byte_blocks(fh, encoding)
 
