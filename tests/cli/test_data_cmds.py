@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,16 @@ def test_many_batches_show_totals_unless_asked(project: Path, monkeypatch: pytes
     (project / "landing" / "events" / "2024-01-04.csv").write_text("id,ts,amount\n8,2024-01-04T10:00:00Z,1\n")
     out = _run(project, "pipeline", "run", "--batches")
     assert "2024-01-03.csv" in out and "2024-01-04.csv" in out
+
+
+def test_a_bad_file_is_reported_not_fatal_and_quarantine_limit_counts_everything(project: Path) -> None:
+    land = project / "landing" / "events"
+    (land / "2024-01-03.csv").write_bytes(b"")
+    (land / "2024-01-04.csv").write_bytes("id,ts,amount\n5,2024-01-04T10:00:00Z,1\n".encode("utf-16"))
+    out = _run(project, "pipeline", "run")
+    assert "2024-01-03.csv quarantined as a whole" in out and "empty (0 bytes)" in out
+    assert "2024-01-04.csv quarantined as a whole" in out and "encoding: utf-16" in out
+    out = _run(project, "data", "quarantine", "--limit", "1")
+    # one row shown, but the header and the by-rule counts cover the whole quarantine (two file-level records)
+    assert "quarantine: 4 failure(s) on 4 row(s), showing 1" in out
+    assert re.search(r"events\s*│\s*file\s*│\s*│\s*2\s*│\s*2", out), out

@@ -189,3 +189,27 @@ def test_a_reader_panic_quarantines_the_file_not_the_run(project_dir: Path, monk
     rep = run_pipeline(ws)
     assert rep.by_source()["events"]["silver"] == 1
     assert "the reader failed: Panic" in _file_records(ws)["reason"][0]
+
+
+def test_quarantine_reads_only_what_the_limit_needs(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from steward.data.quarantine import quarantine_summary, read_quarantine
+
+    ws = _spec(project_dir)
+    drop(project_dir, "a.csv", [row(1, "2024-01-01")] + [f"bad line {i}" for i in range(400)])
+    drop(project_dir, "b.csv", [row(2, "2024-01-01", amount=-1) for _ in range(1)])
+    run_pipeline(ws)
+    collected: list[int] = []
+    real = pl.LazyFrame.collect
+
+    def spy(self: pl.LazyFrame, *args: object, **kwargs: object) -> pl.DataFrame:
+        out = real(self, *args, **kwargs)  # type: ignore[arg-type]
+        collected.append(out.height)
+        return out
+
+    monkeypatch.setattr(pl.LazyFrame, "collect", spy)
+    shown = read_quarantine(ws, limit=3)
+    assert shown.height == 3 and max(collected) == 3  # the 401 quarantined rows never reach memory at once
+    collected.clear()
+    failures, rows, counts = quarantine_summary(ws)
+    assert (failures, rows) == (401, 401) and max(collected) <= 2
+    assert dict(zip(counts["rule"], counts["failures"], strict=True)) == {"parse": 400, "min": 1}

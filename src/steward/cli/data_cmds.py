@@ -245,20 +245,20 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option("--limit", "-n", help="Rows to show.")] = 20,
     ) -> None:
         """Quarantined rows (rule, column, value, reason) and counts by rule."""
-        from steward.data.quarantine import quarantine_counts, read_quarantine
+        from steward.data.quarantine import quarantine_summary, read_quarantine
 
         ws = workspace()
         if source:
             ws.spec.source(source)
-        df = read_quarantine(ws, source=source, batch_id=batch, rule=rule)
-        shown = df.head(limit)
+        # the newest --limit rows (a streaming top-k) and aggregates: never the whole quarantine in memory
+        shown = read_quarantine(ws, source=source, batch_id=batch, rule=rule, limit=limit)
+        failures, rows, counts = quarantine_summary(ws, source=source, batch_id=batch, rule=rule)
         _table(
-            f"quarantine: {df.height:,} failure(s) on {df.select('source', '_batch_id', '_row').n_unique() if df.height else 0:,} row(s), showing {shown.height:,}",
+            f"quarantine: {failures:,} failure(s) on {rows:,} row(s), showing {shown.height:,}",
             ["source", "batch", "row", "rule", "column", "value", "reason"],
             shown.select("source", "_batch_id", "_row", "rule", "column", "value", "reason").rows(),
             left=("source", "batch", "rule", "column", "value", "reason"),
         )
-        counts = quarantine_counts(df)
         _table("by rule", ["source", "rule", "column", "rows", "failures"], counts.rows(), left=("source", "rule", "column"))
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "QUARANTINE_SCHEMA",
     "failures_frame",
     "quarantine_counts",
+    "quarantine_summary",
     "read_quarantine",
     "write_quarantine",
 ]
@@ -118,6 +119,26 @@ def write_quarantine(
     return version, inserted
 
 
+def _scan_quarantine(ws: Workspace, *, source: str | None, batch_id: str | None, rule: str | None) -> pl.LazyFrame | None:
+    """One lazy scan over the quarantine of one source (or all) with the filters pushed down; None when there is none."""
+    sources = [source] if source else sorted({r.name for r in ws.lake.tables("quarantine")} | set(ws.spec.sources))
+    frames: list[pl.LazyFrame] = []
+    for name in sources:
+        ref = TableRef("quarantine", name)
+        if not ws.lake.exists(ref):
+            continue
+        lf = ws.lake.scan(ref)
+        if batch_id:
+            lf = lf.filter(pl.col("_batch_id") == batch_id)
+        if rule:
+            lf = lf.filter(pl.col("rule") == rule)
+        cols = [pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()]
+        frames.append(lf.select(pl.lit(name, dtype=pl.String).alias("source"), *cols))
+    if not frames:
+        return None
+    return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+
+
 def read_quarantine(
     ws: Workspace,
     *,
@@ -128,35 +149,40 @@ def read_quarantine(
 ) -> pl.DataFrame:
     """Quarantined rows of one source (or all), optionally for one batch or rule; newest batch first.
 
-    Adds a ``source`` column. An absent quarantine table reads as empty.
+    Adds a ``source`` column. An absent quarantine table reads as empty. With
+    ``limit`` only the newest ``limit`` rows are kept while the scan streams
+    (a top-k), so a huge quarantine costs little memory.
     """
-    sources = [source] if source else sorted({r.name for r in ws.lake.tables("quarantine")} | set(ws.spec.sources))
-    frames: list[pl.DataFrame] = []
-    for name in sources:
-        ref = TableRef("quarantine", name)
-        if not ws.lake.exists(ref):
-            continue
-        lf = ws.lake.scan(ref)
-        if batch_id:
-            lf = lf.filter(pl.col("_batch_id") == batch_id)
-        if rule:
-            lf = lf.filter(pl.col("rule") == rule)
-        frames.append(lf.collect().with_columns(pl.lit(name, dtype=pl.String).alias("source")))
-    if not frames:
+    lf = _scan_quarantine(ws, source=source, batch_id=batch_id, rule=rule)
+    if lf is None:
         return pl.DataFrame(schema={"source": pl.String(), **QUARANTINE_SCHEMA})
-    df = pl.concat(frames, how="diagonal_relaxed").sort(["_quarantined_at", "_batch_id", "_row"], descending=[True, False, False])
-    df = df.select(["source", *QUARANTINE_SCHEMA])
-    return df.head(limit) if limit is not None else df
+    lf = lf.sort(["_quarantined_at", "_batch_id", "_row"], descending=[True, False, False])
+    if limit is not None:
+        lf = lf.head(limit)
+    return lf.collect(engine="streaming")
 
 
-def quarantine_counts(df: pl.DataFrame) -> pl.DataFrame:
+def quarantine_summary(
+    ws: Workspace, *, source: str | None = None, batch_id: str | None = None, rule: str | None = None
+) -> tuple[int, int, pl.DataFrame]:
+    """``(failures, distinct rows, counts by source/rule/column)`` of the quarantine, aggregated while streaming."""
+    lf = _scan_quarantine(ws, source=source, batch_id=batch_id, rule=rule)
+    if lf is None:
+        return 0, 0, quarantine_counts(pl.DataFrame(schema={"source": pl.String(), **QUARANTINE_SCHEMA}))
+    keys = lf.select("source", "_batch_id", "_row", "rule", "column")
+    totals = keys.select(pl.len().alias("n"), pl.struct("source", "_batch_id", "_row").n_unique().alias("rows"))
+    t = totals.collect(engine="streaming")
+    return int(t["n"][0]), int(t["rows"][0]), quarantine_counts(keys)
+
+
+def quarantine_counts(df: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """Counts by source, rule and column: ``rows`` (distinct rows) and ``failures``."""
-    if df.height == 0:
-        return pl.DataFrame(
-            schema={"source": pl.String(), "rule": pl.String(), "column": pl.String(), "rows": pl.UInt32(), "failures": pl.UInt32()}
-        )
-    return (
-        df.group_by(["source", "rule", "column"])
-        .agg(pl.struct("_batch_id", "_row").n_unique().alias("rows"), pl.len().alias("failures"))
+    schema = {"source": pl.String(), "rule": pl.String(), "column": pl.String(), "rows": pl.UInt32(), "failures": pl.UInt32()}
+    out = (
+        df.lazy()
+        .group_by(["source", "rule", "column"])
+        .agg(pl.struct("_batch_id", "_row").n_unique().cast(pl.UInt32).alias("rows"), pl.len().cast(pl.UInt32).alias("failures"))
         .sort(["failures", "source", "rule", "column"], descending=[True, False, False, False])
+        .collect(engine="streaming")
     )
+    return out if out.height else pl.DataFrame(schema=schema)
