@@ -363,6 +363,7 @@ class Lake:
         batches: Callable[[], Iterator[pa.RecordBatch]],
         *,
         rows: int,
+        partition_by: Sequence[str] | None = None,
         run_id: str | None = None,
         batch_id: str | None = None,
         operation: str = "append",
@@ -373,6 +374,7 @@ class Lake:
             schema: The batches' schema (new columns are merged into the table's).
             batches: Makes the stream (called again on a retry, so it must start over each time).
             rows: How many rows the stream holds (recorded with the commit).
+            partition_by: Partition columns when the table is created.
         """
         from deltalake import write_deltalake
 
@@ -383,6 +385,7 @@ class Lake:
                 self.uri(r),
                 pa.RecordBatchReader.from_batches(schema, batches()),
                 mode="append",
+                partition_by=list(partition_by) if partition_by and not exists else None,
                 schema_mode="merge" if exists else None,
                 storage_options=self.storage_options,
                 commit_properties=self._commit_properties(run_id, batch_id, operation),

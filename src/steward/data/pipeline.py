@@ -23,13 +23,16 @@ kills the process between steps for tests.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from steward._primitives import Progress, report_progress
 from steward.data.contracts import Contract, check_contract, load_contract
@@ -255,6 +258,17 @@ def _pending_batches(
     return pending, order, known
 
 
+PROMOTE_CHUNK_ROWS = 250_000
+"""Rows of one bronze batch checked at a time: the contract gate's memory does not grow with the batch."""
+
+
+def _batch_chunks(lf: pl.LazyFrame) -> Iterator[pl.DataFrame]:
+    """A batch's bronze rows in chunks of at most :data:`PROMOTE_CHUNK_ROWS`, in ``_row`` order where the scan keeps it."""
+    for df in lf.collect_batches(chunk_size=PROMOTE_CHUNK_ROWS, maintain_order=True):
+        if df.height:
+            yield df
+
+
 def promote_source(
     ws: Workspace,
     source: str,
@@ -282,21 +296,17 @@ def promote_source(
         return [], []
     if bronze_ref is not None:
         record_input(md, run_id, str(bronze_ref))
-        rows = lake.scan(bronze_ref).filter(pl.col("_batch_id").is_in(order)).collect()
-    else:
-        rows = pl.DataFrame(schema={"_batch_id": pl.String(), "_row": pl.Int64()})
-    by_batch = {str(k[0]): v for k, v in rows.partition_by("_batch_id", as_dict=True).items()} if rows.height else {}
 
     parse_failed: dict[str, int] = {}
     if lake.exists(quarantine):
-        pq = (
+        pq_ = (
             lake.scan(quarantine)
             .filter((pl.col("rule") == PARSE_RULE) & pl.col("_batch_id").is_in(order))
             .group_by("_batch_id")
             .agg(pl.col("_row").n_unique().alias("n"))
             .collect()
         )
-        parse_failed = {str(b): int(n) for b, n in pq.iter_rows()}
+        parse_failed = {str(b): int(n) for b, n in pq_.iter_rows()}
 
     key = list(contract.key)
     # silver as it was before any of these batches: the reference for duplicates and lateness
@@ -314,63 +324,79 @@ def promote_source(
     now = datetime.now(UTC)
     date_expr = _date_expr(contract)
     silver_cols = [*contract.polars_schema(), *SILVER_META]
-    to_silver: list[pl.DataFrame] = []
     to_quarantine: list[pl.DataFrame] = []
     results: list[BatchAccounting] = []
     # one entry per kind of warning: a backfill of old files would otherwise repeat 'stale' per batch
     warnings: dict[str, str] = {}
-    for i, bid in enumerate(order):
-        report_progress(progress, f"{source}: contract gate", i, len(order))
-        df = by_batch.get(bid)
-        recorded = known.get(bid, {})
-        acc = BatchAccounting(source=source, batch_id=bid, origin=pending[bid], contract_version=contract.version)
-        acc.rows_parse_failed = parse_failed.get(bid, int(recorded.get("rows_parse_failed") or 0))
-        acc.rows_bronze = df.height if df is not None else 0
-        acc.rows_read = acc.rows_bronze + acc.rows_parse_failed
-        acc.rows_quarantined = acc.rows_parse_failed
-        if df is not None and df.height:
-            res = check_contract(df, contract, row_id="_row")
-            warnings.update({(w.split(":", 1)[0] if w.startswith("freshness:") else w): w for w in res.warnings})
-            acc.rows_quarantined += res.rows_failed
-            if res.failures.height:
-                bad_rows = set(res.failures["_row"].to_list())
-                raw = {int(r["_row"]): raw_json(r) for r in df.filter(pl.col("_row").is_in(bad_rows)).to_dicts()}
-                to_quarantine.append(failures_frame(res.failures, batch_id=bid, raw_by_row=raw, contract_version=contract.version, at=now))
-            valid = res.valid.sort("_row").with_columns(date_expr.alias("_date"))
-            if key:
-                valid = valid.unique(subset=key, keep="first", maintain_order=True)
-                if seen is not None and seen.height:
-                    valid = valid.join(seen, on=key, how="anti")
-            acc.rows_silver = valid.height
-            acc.rows_duplicate = res.rows_valid - valid.height
-            if valid.height:
-                if max_date is not None:
-                    acc.rows_late = int(valid.filter(pl.col("_date") < max_date).height)
-                newest = valid["_date"].max()
-                if newest is not None and (max_date is None or str(newest) > max_date):
-                    max_date = str(newest)
+    with tempfile.TemporaryDirectory(prefix="steward-promote-") as tmp:
+        parts: list[Path] = []
+        for i, bid in enumerate(order):
+            report_progress(progress, f"{source}: contract gate", i, len(order))
+            recorded = known.get(bid, {})
+            acc = BatchAccounting(source=source, batch_id=bid, origin=pending[bid], contract_version=contract.version)
+            acc.rows_parse_failed = parse_failed.get(bid, int(recorded.get("rows_parse_failed") or 0))
+            acc.rows_quarantined = acc.rows_parse_failed
+            newest_before = max_date  # lateness is against silver before this batch
+            chunks = _batch_chunks(lake.scan(bronze_ref).filter(pl.col("_batch_id") == bid)) if bronze_ref is not None else []
+            for df in chunks:
+                # one chunk at a time: memory is bounded by PROMOTE_CHUNK_ROWS, not by the batch
+                acc.rows_bronze += df.height
+                res = check_contract(df, contract, row_id="_row")
+                warnings.update({(w.split(":", 1)[0] if w.startswith("freshness:") else w): w for w in res.warnings})
+                acc.rows_quarantined += res.rows_failed
+                if res.failures.height:
+                    bad_rows = set(res.failures["_row"].to_list())
+                    raw = {int(r["_row"]): raw_json(r) for r in df.filter(pl.col("_row").is_in(bad_rows)).to_dicts()}
+                    to_quarantine.append(
+                        failures_frame(res.failures, batch_id=bid, raw_by_row=raw, contract_version=contract.version, at=now)
+                    )
+                valid = res.valid.sort("_row").with_columns(date_expr.alias("_date"))
                 if key:
-                    seen = valid.select(key) if seen is None else pl.concat([seen, valid.select(key)], how="vertical_relaxed")
-                if bid not in in_silver:  # a crash after the silver commit: already landed, by this batch
-                    to_silver.append(valid.select(silver_cols))
-        if not acc.balanced:
-            raise DataError(
-                f"accounting does not balance for batch {bid}: read {acc.rows_read} != silver {acc.rows_silver} "
-                f"+ quarantined {acc.rows_quarantined} + duplicates {acc.rows_duplicate}",
-                code="data.accounting",
-                hint="this is a bug; nothing was written for this run",
-            )
-        results.append(acc)
-    report_progress(progress, f"{source}: contract gate", len(order), len(order))
+                    valid = valid.unique(subset=key, keep="first", maintain_order=True)
+                    if seen is not None and seen.height:
+                        valid = valid.join(seen, on=key, how="anti")
+                acc.rows_silver += valid.height
+                acc.rows_duplicate += res.rows_valid - valid.height
+                if valid.height:
+                    if newest_before is not None:
+                        acc.rows_late += int(valid.filter(pl.col("_date") < newest_before).height)
+                    newest = valid["_date"].max()
+                    if newest is not None and (max_date is None or str(newest) > max_date):
+                        max_date = str(newest)
+                    if key:
+                        seen = valid.select(key) if seen is None else pl.concat([seen, valid.select(key)], how="vertical_relaxed")
+                    if bid not in in_silver:  # a crash after the silver commit: already landed, by this batch
+                        part = Path(tmp) / f"{len(parts):06d}.parquet"
+                        valid.select(silver_cols).write_parquet(part, compression="lz4")
+                        parts.append(part)
+            acc.rows_read = acc.rows_bronze + acc.rows_parse_failed
+            if not acc.balanced:
+                raise DataError(
+                    f"accounting does not balance for batch {bid}: read {acc.rows_read} != silver {acc.rows_silver} "
+                    f"+ quarantined {acc.rows_quarantined} + duplicates {acc.rows_duplicate}",
+                    code="data.accounting",
+                    hint="this is a bug; nothing was written for this run",
+                )
+            results.append(acc)
+        report_progress(progress, f"{source}: contract gate", len(order), len(order))
 
-    single = order[0] if len(order) == 1 else None
-    q_rows = pl.concat(to_quarantine, how="vertical_relaxed") if to_quarantine else pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    qv, _ = write_quarantine(lake, source, q_rows, run_id=run_id, batch_id=single)
-    fault("after_quarantine")
-    sv: int | None = lake.version(silver) if lake.exists(silver) else None
-    if to_silver:
-        frame = pl.concat(to_silver, how="vertical_relaxed") if len(to_silver) > 1 else to_silver[0]
-        sv = lake.write(silver, frame, partition_by=["_date"], run_id=run_id, batch_id=single, operation="promote")
+        single = order[0] if len(order) == 1 else None
+        q_rows = pl.concat(to_quarantine, how="vertical_relaxed") if to_quarantine else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+        qv, _ = write_quarantine(lake, source, q_rows, run_id=run_id, batch_id=single)
+        fault("after_quarantine")
+        sv: int | None = lake.version(silver) if lake.exists(silver) else None
+        if parts:
+            schema = pa.unify_schemas([pq.read_schema(p) for p in parts], promote_options="permissive")
+
+            def batches() -> Iterator[pa.RecordBatch]:
+                for part in parts:
+                    for b in pq.ParquetFile(part).iter_batches(batch_size=65_536):
+                        yield b.cast(schema)
+
+            rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+            sv = lake.write_stream(
+                silver, schema, batches, rows=rows, partition_by=["_date"], run_id=run_id, batch_id=single, operation="promote"
+            )
     fault("after_silver")
     details = {"bronze": str(bronze_ref) if bronze_ref else None, "silver_version": sv, "quarantine_version": qv}
     for acc in results:
