@@ -1,6 +1,6 @@
 """Reading one landing file in bounded memory: decoding, CSV / JSON-lines / Parquet parsing, the per-file cap.
 
-A file is read in blocks of about :data:`BLOCK_BYTES` cut at line ends, so
+A file is read in blocks of about :data:`BLOCK_BYTES` (4 MiB) cut at line ends, so
 memory depends on the block size, never on the file's size. Text is decoded
 strictly under the source's declared encoding (default UTF-8): a line with
 bytes that are not valid in it is quarantined with the byte offset ("not
@@ -45,7 +45,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BLOCK_BYTES = 8 << 20
+BLOCK_BYTES = 4 << 20
 """Bytes read per block: what one file costs in memory (a few times this), whatever its size."""
 MIN_SAMPLE = 1000
 """Rows read before the failure-share cap applies (a small file with two bad lines is not rejected)."""

@@ -32,6 +32,7 @@ __all__ = ["LAYERS", "Lake", "TableRef", "with_retries"]
 logger = logging.getLogger(__name__)
 
 LAYERS = ("bronze", "silver", "gold", "quarantine", "logs")
+_STREAM_ROW_GROUP = 128 * 1024
 T = TypeVar("T")
 
 
@@ -376,10 +377,12 @@ class Lake:
             rows: How many rows the stream holds (recorded with the commit).
             partition_by: Partition columns when the table is created.
         """
-        from deltalake import write_deltalake
+        from deltalake import WriterProperties, write_deltalake
 
         r = ref if isinstance(ref, TableRef) else TableRef.parse(ref)
         exists = self.exists(r)
+        # small row groups: a reader of one row range (the contract gate's chunks) decodes little more than it needs
+        props = WriterProperties(max_row_group_size=_STREAM_ROW_GROUP)
         with_retries(
             lambda: write_deltalake(
                 self.uri(r),
@@ -388,6 +391,7 @@ class Lake:
                 partition_by=list(partition_by) if partition_by and not exists else None,
                 schema_mode="merge" if exists else None,
                 storage_options=self.storage_options,
+                writer_properties=props,
                 commit_properties=self._commit_properties(run_id, batch_id, operation),
             ),
             what=f"write {r.table}",

@@ -258,15 +258,24 @@ def _pending_batches(
     return pending, order, known
 
 
-PROMOTE_CHUNK_ROWS = 250_000
+PROMOTE_CHUNK_ROWS = 128 * 1024
 """Rows of one bronze batch checked at a time: the contract gate's memory does not grow with the batch."""
 
 
 def _batch_chunks(lf: pl.LazyFrame) -> Iterator[pl.DataFrame]:
-    """A batch's bronze rows in chunks of at most :data:`PROMOTE_CHUNK_ROWS`, in ``_row`` order where the scan keeps it."""
-    for df in lf.collect_batches(chunk_size=PROMOTE_CHUNK_ROWS, maintain_order=True):
+    """A batch's bronze rows in ``_row`` order, in chunks of at most :data:`PROMOTE_CHUNK_ROWS` rows.
+
+    Each chunk is its own scan of a ``_row`` range: Parquet statistics skip the
+    other row groups, and nothing is read ahead (a streaming collect would buffer it).
+    """
+    bounds = lf.select(pl.col("_row").min().alias("lo"), pl.col("_row").max().alias("hi")).collect()
+    lo, hi = bounds["lo"][0], bounds["hi"][0]
+    if lo is None or hi is None:
+        return
+    for start in range(int(lo), int(hi) + 1, PROMOTE_CHUNK_ROWS):
+        df = lf.filter(pl.col("_row").is_between(start, start + PROMOTE_CHUNK_ROWS, closed="left")).collect()
         if df.height:
-            yield df
+            yield df.sort("_row")
 
 
 def promote_source(
