@@ -381,8 +381,10 @@ class Lake:
 
         r = ref if isinstance(ref, TableRef) else TableRef.parse(ref)
         exists = self.exists(r)
-        # small row groups: a reader of one row range (the contract gate's chunks) decodes little more than it needs
-        props = WriterProperties(max_row_group_size=_STREAM_ROW_GROUP)
+        # Small row groups: a reader of one row range (the contract gate's chunks) decodes little more than it
+        # needs. Partitioned, smaller still: delta-rs keeps one open writer per partition (a year of days) and
+        # holds each one's unfinished row group decoded in memory, so the row group bounds the write's memory.
+        props = WriterProperties(max_row_group_size=_STREAM_ROW_GROUP // 16 if partition_by else _STREAM_ROW_GROUP)
         with_retries(
             lambda: write_deltalake(
                 self.uri(r),
