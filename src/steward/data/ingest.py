@@ -461,6 +461,8 @@ def ingest_source(
     """Land a files source's new landing files into ``bronze.<source>`` as its own run.
 
     Re-ingesting a file already landed changes nothing (no commit anywhere).
+    A file that cannot land as a whole is quarantined as one record and listed
+    in :attr:`IngestReport.rejected`; it does not stop the other files.
     For a ``redis_stream`` source use :func:`steward.data.streams.consume_stream`.
 
     Args:
@@ -472,7 +474,6 @@ def ingest_source(
 
     Raises:
         SpecError: unknown source, or not a files source.
-        IngestError: a file cannot be read at all.
         LockHeld: another run is processing this source.
     """
     spec = ws.spec.source(source)
