@@ -469,3 +469,31 @@ def test_freshness_judges_valid_rows_only() -> None:
     df = with_value(df, "n", 1, "-1")  # the fresh row fails: it must not make the batch look fresh
     res = check_contract(df, c, now=datetime(2013, 3, 1, 12, tzinfo=UTC))
     assert any("newest ts is 2013-01-01" in w for w in res.warnings)
+
+
+def test_unique_is_a_rule_over_the_whole_batch_when_it_is_checked_in_chunks() -> None:
+    from steward.data.contracts import batch_duplicates
+
+    contract = parse_contract(
+        {"name": "codes", "version": 1, "columns": {"code": {"type": "int", "unique": True}, "v": {"type": "string"}}},
+        Path("codes.yaml"),
+    )
+    # "07" and "7" are the same int once cast: a duplicate across the two chunks, and 3 repeats inside the second
+    batch = pl.DataFrame({"_row": list(range(6)), "code": ["07", "1", "2", "7", "3", "3"], "v": list("abcdef")})
+    whole = check_contract(batch, contract)
+    repeated = batch_duplicates(batch.lazy(), contract)
+    assert sorted(repeated["code"].to_list()) == [3, 7]
+    chunked = [check_contract(part, contract, duplicated=repeated) for part in (batch[:3], batch[3:])]
+    failing = sorted(r for res in chunked for r in res.failures["_row"].to_list())
+    assert failing == sorted(whole.failures["_row"].to_list()) == [0, 3, 4, 5]
+    # without the batch's duplicates, each chunk alone misses the repeat that spans them
+    alone = sorted(r for part in (batch[:3], batch[3:]) for r in check_contract(part, contract).failures["_row"].to_list())
+    assert alone == [4, 5]
+
+
+def test_a_column_written_twice_in_a_contract_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: dup\nversion: 1\ncolumns:\n  a: {type: int}\n  b: {type: string}\n  a: {type: float}\n")
+    with pytest.raises(ContractError) as info:
+        load_contract(path)
+    assert info.value.code == "contract.duplicate_key" and "line 6 (first at line 4)" in info.value.message

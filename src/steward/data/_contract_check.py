@@ -23,7 +23,7 @@ result is null passes, as a SQL ``CHECK`` constraint does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
@@ -309,7 +309,11 @@ def _values_mask(c: pl.Expr, bad: pl.Series) -> pl.Expr | None:
 
 
 def _compile(
-    contract: Contract, schema: pl.Schema, present: Sequence[str], stats: _Stats | None = None
+    contract: Contract,
+    schema: pl.Schema,
+    present: Sequence[str],
+    stats: _Stats | None = None,
+    duplicated: Mapping[str, pl.Series] | None = None,
 ) -> tuple[dict[str, str], list[pl.Expr], list[pl.Expr], list[_Check]]:
     """Compile the contract for a batch schema.
 
@@ -388,11 +392,14 @@ def _compile(
                 reason = pl.concat_str([pl.lit(f"{name}="), c.str.slice(0, 80), pl.lit(f" does not match {spec.regex}")])
                 checks.append(_Check("regex", name, regex_mask, raw_text, reason))
         if spec.unique:
+            known = duplicated.get(name) if duplicated is not None else None
+            # a chunk of a larger batch is told which values repeat anywhere in the batch (batch_duplicates)
+            repeated = c.is_in(known.implode()) if known is not None else c.is_duplicated()
             checks.append(
                 _Check(
                     "unique",
                     name,
-                    c.is_duplicated() & c.is_not_null(),
+                    repeated & c.is_not_null(),
                     raw_text,
                     pl.concat_str([pl.lit(f"{name}="), c.cast(pl.String), pl.lit(" appears more than once in the batch")]),
                 )
@@ -406,8 +413,35 @@ def _compile(
     return renames, helpers, casts, checks
 
 
+def batch_duplicates(lf: pl.LazyFrame, contract: Contract) -> dict[str, pl.Series]:
+    """The values of each ``unique:`` column that occur more than once in a whole batch, cast as the check casts them.
+
+    A batch checked in chunks passes these to :func:`check_contract`, so ``unique`` stays a rule over the batch,
+    not over each chunk. It reads one column at a time with the streaming engine: memory is that column's
+    distinct values, not the batch.
+    """
+    schema = lf.collect_schema()
+    out: dict[str, pl.Series] = {}
+    for name, spec in contract.columns.items():
+        if not spec.unique or name not in schema:
+            continue
+        column = lf.select(pl.col(name))
+        compiled = _cast_expr(name, name, spec, schema[name])
+        if compiled is not None:
+            column = column.with_columns(compiled.helpers).with_columns(compiled.cast.alias(name)).select(name)
+        counts = column.drop_nulls().group_by(name).len().filter(pl.col("len") > 1)
+        out[name] = counts.select(name).collect(engine="streaming").get_column(name)
+    return out
+
+
 def check_contract(
-    df: pl.DataFrame, contract: Contract, *, row_id: str = "_row", now: datetime | None = None, prune: bool = True
+    df: pl.DataFrame,
+    contract: Contract,
+    *,
+    row_id: str = "_row",
+    now: datetime | None = None,
+    prune: bool = True,
+    duplicated: Mapping[str, pl.Series] | None = None,
 ) -> CheckResult:
     """Check a bronze batch against a contract, casting as part of the check.
 
@@ -428,6 +462,8 @@ def check_contract(
         row_id: Name of a unique integer row id column; added (0..n-1) when absent.
         now: Reference time for freshness (default: the current UTC time).
         prune: Skip per-row checks that column statistics prove cannot fail (same result, less work).
+        duplicated: For a chunk of a larger batch: per ``unique:`` column, the values repeated anywhere in the
+            batch (:func:`batch_duplicates`); without it, ``unique`` is checked within ``df``.
 
     Returns:
         The per-(row, rule) failures, the accounting and the valid rows (built on first
@@ -452,7 +488,7 @@ def check_contract(
 
     typed = [n for n in present if schema[n] == contract.columns[n].polars_dtype]
     stats = _stats(df, contract, typed) if prune else None
-    renames, helpers, casts, checks = _compile(contract, schema, present, stats)
+    renames, helpers, casts, checks = _compile(contract, schema, present, stats, duplicated)
     for name in missing:
         checks.append(_Check("missing_column", name, pl.lit(True), None, pl.lit(f"column {name} is missing from the batch")))
 

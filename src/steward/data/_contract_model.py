@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from steward._primitives import DurationText, parse_duration, to_utc
+from steward._yaml import read_yaml
 from steward.errors import ContractError
 
 if TYPE_CHECKING:
@@ -478,11 +478,7 @@ def load_contract(path: str | os.PathLike[str]) -> Contract:
         raise ContractError(
             f"{p}: no such contract file", code="contract.missing", hint="check the path (contracts live next to steward.yaml)"
         )
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ContractError(f"{p}: not valid YAML{where}", code="contract.yaml", hint="check indentation and quoting there") from None
+    # strict: a column or rule written twice is an error naming both lines (YAML would keep only the last)
+    data = read_yaml(p, ContractError, "contract")
     logger.debug("loaded contract %s", p)
     return parse_contract(data, p)

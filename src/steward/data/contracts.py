@@ -40,7 +40,7 @@ from pathlib import Path
 import polars as pl
 
 from steward._primitives import parse_duration
-from steward.data._contract_check import FAILURE_SCHEMA, CheckResult, check_contract
+from steward.data._contract_check import FAILURE_SCHEMA, CheckResult, batch_duplicates, check_contract
 from steward.data._contract_diff import ContractChange, ContractDiff, diff_contracts
 from steward.data._contract_model import (
     COLUMN_TYPES,
@@ -66,6 +66,7 @@ __all__ = [
     "ContractDiff",
     "FreshnessSpec",
     "RuleSpec",
+    "batch_duplicates",
     "check_contract",
     "diff_contracts",
     "load_contract",

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from steward._primitives import Progress, report_progress
-from steward.data.contracts import Contract, check_contract, load_contract
+from steward.data.contracts import Contract, batch_duplicates, check_contract, load_contract
 from steward.data.faults import fault
 from steward.data.ingest import IngestReport, file_date, in_range, land_files
 from steward.data.lake import TableRef
@@ -337,6 +337,7 @@ def promote_source(
     results: list[BatchAccounting] = []
     # one entry per kind of warning: a backfill of old files would otherwise repeat 'stale' per batch
     warnings: dict[str, str] = {}
+    unique_columns = [name for name, spec in contract.columns.items() if spec.unique]
     with tempfile.TemporaryDirectory(prefix="steward-promote-") as tmp:
         parts: list[Path] = []
         for i, bid in enumerate(order):
@@ -346,11 +347,14 @@ def promote_source(
             acc.rows_parse_failed = parse_failed.get(bid, int(recorded.get("rows_parse_failed") or 0))
             acc.rows_quarantined = acc.rows_parse_failed
             newest_before = max_date  # lateness is against silver before this batch
-            chunks = _batch_chunks(lake.scan(bronze_ref).filter(pl.col("_batch_id") == bid)) if bronze_ref is not None else []
+            batch_rows = lake.scan(bronze_ref).filter(pl.col("_batch_id") == bid) if bronze_ref is not None else None
+            chunks = _batch_chunks(batch_rows) if batch_rows is not None else []
+            # `unique:` is a rule over the batch: the values repeated anywhere in it, read column by column
+            repeated = batch_duplicates(batch_rows, contract) if batch_rows is not None and unique_columns else None
             for df in chunks:
                 # one chunk at a time: memory is bounded by PROMOTE_CHUNK_ROWS, not by the batch
                 acc.rows_bronze += df.height
-                res = check_contract(df, contract, row_id="_row")
+                res = check_contract(df, contract, row_id="_row", duplicated=repeated)
                 warnings.update({(w.split(":", 1)[0] if w.startswith("freshness:") else w): w for w in res.warnings})
                 acc.rows_quarantined += res.rows_failed
                 if res.failures.height:
