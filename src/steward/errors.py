@@ -13,7 +13,8 @@ Tree::
     ├── DataError                  the lake or its data                     (data.*)
     │   ├── TableNotFound          no such table / layer                    (data.table_not_found)
     │   ├── VersionNotFound        no such table version                    (data.version_not_found)
-    │   └── IngestError            a landing file cannot be read at all     (data.ingest)
+    │   ├── IngestError            a landing file cannot be read at all     (data.ingest)
+    │   └── ArtifactRejected       a model version fails verification (422) (registry.artifact_*, registry.signature_*)
     ├── MetadataError              the metadata store                       (metadata.*)
     │   └── LockHeld               another process holds a lock             (metadata.lock_held)
     ├── BackendUnavailable         a configured server is unreachable       (backend.unavailable)
@@ -38,6 +39,7 @@ from typing import Any, ClassVar, Final
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
+    "ArtifactRejected",
     "AuthError",
     "BackendUnavailable",
     "BreakingContractChange",
@@ -162,6 +164,16 @@ class DataError(StewardError):
     default_code = "data.error"
     exit_code = 4
     http_status = 500
+
+
+class ArtifactRejected(DataError):
+    """A registered model version fails verification (hashes, manifest signature, or it does not load).
+
+    422: the request is well formed, but its target cannot be served; nothing was changed.
+    """
+
+    default_code = "registry.artifact_mismatch"
+    http_status = 422
 
 
 class TableNotFound(DataError):

@@ -15,6 +15,7 @@ from steward.errors import Conflict, Forbidden
 from steward.llm.agent import Agent, Approvals, ToolGate, call_hash
 from steward.llm.agent.scripted import ScriptedServer
 from steward.registry import get_alias_version, promote
+from steward.registry.loader import MANIFEST_TAG
 from steward.registry.versions import register_version
 from steward.tools import ToolContext
 from steward.training import train_model
@@ -35,7 +36,9 @@ def registry_ws(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServ
     result = train_model(ws, training_set(make_frame(600)))
     promote(ws, name, 1, reason="first", force=True)
     # a second version of the same logged model (training twice would only cost time)
-    register_version(ws, name=name, model_uri=f"models:/{name}/1", run_id=result.run_id, tags={})
+    # same files, so v1's manifest: promotion verifies the artifacts, and a version without one cannot be served
+    manifest = ws.model_registry.get_version(name, 1).tags[MANIFEST_TAG]
+    register_version(ws, name=name, model_uri=f"models:/{name}/1", run_id=result.run_id, tags={MANIFEST_TAG: manifest})
     promote(ws, name, 2, reason="second", force=True)
     assert (get_alias_version(ws, name, "champion"), get_alias_version(ws, name, "previous")) == (2, 1)
     return ws

@@ -103,6 +103,8 @@ async def test_rollout_start_is_one_operation_for_the_cli_and_the_api(tmp_path: 
     monkeypatch.setattr(
         "steward.serving.registry_link.resolve_version", lambda ws, name, alias: {"champion": "1", "challenger": "2"}[alias]
     )
+    verified: list[tuple[str, int]] = []  # the registry is faked here: record the verification instead of downloading
+    monkeypatch.setattr("steward.ops._rollouts.verify_version", lambda ws, name, version: verified.append((name, version)))
     shell = make_workspace(tmp_path / "cli", "models:\n  m: {}")
     res = CliRunner().invoke(cli, ["--spec", str(shell.spec.spec_path), "rollout", "start", "m", "--mode", "shadow", "--json"])
     assert res.exit_code == 0, res.output
@@ -122,6 +124,7 @@ async def test_rollout_start_is_one_operation_for_the_cli_and_the_api(tmp_path: 
     keys = ("mode", "state", "weight", "champion_version", "challenger_version")
     assert [from_cli[k] for k in keys] == [from_api[k] for k in keys] == ["shadow", "running", 0.0, "1", "2"]
     assert applied == "shadow"
+    assert verified == [("m", 2)]  # the CLI verifies through the registry (the API through its server's own loader)
     shell.close()
     ws.close()
 

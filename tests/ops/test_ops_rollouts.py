@@ -22,6 +22,8 @@ ALIASES = {("flights", "champion"): "3", ("flights", "challenger"): "4", ("same"
 def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     """A project whose serving section holds a canary policy; registry lookups come from a fixed alias map."""
     monkeypatch.setattr("steward.serving.registry_link.resolve_version", lambda ws, name, alias: ALIASES.get((name, alias)))
+    # the registry is a fixed alias map here (no artifacts to verify); verification itself is tested in test_verify_then_commit.py
+    monkeypatch.setattr("steward.ops._rollouts.verify_version", lambda ws, name, version: None)
     return make_workspace(tmp_path, "models:\n  flights:\n    rollout: {mode: canary, steps: [10, 50, 100], step_window_s: 60}")
 
 

@@ -23,7 +23,7 @@ from steward.loop._lock import LoopLock
 from steward.loop._state import STEPS, LoopResult, LoopRun, LoopStepRecord, finish_run, save_run
 from steward.modeling import score_frame
 from steward.monitoring import build_reference_profile, profile_for_model, store_profile
-from steward.registry import get_alias_version, load_verified_model, promote, run_gate
+from steward.registry import get_alias_version, load_verified_model, promote, run_gate, verify_version
 from steward.registry.versions import get_model_version
 from steward.serving.rollout import RolloutController
 from steward.spec import RolloutSpec
@@ -282,6 +282,7 @@ class LoopRunner:
             )
         else:
             say(self.progress, f"starting a {spec.mode} rollout of v{version} against v{champion}")
+            verify_version(self.ws, self.model, version)  # verify, then commit: no rollout of a version that cannot load
             st = ctl.start(self.model, spec, champion_version=str(champion), challenger_version=str(version), actor=LOOP_ACTOR)
         self.ctx["rollout_id"] = st.rollout_id
         inputs = {"policy": spec.model_dump(), "champion_version": champion, "challenger_version": version}

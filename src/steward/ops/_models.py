@@ -4,6 +4,11 @@ Every alias move is recorded (``alias_changes`` and the audit trail) by :mod:`st
 Which moves are gated is decided here, once: ``champion`` goes through the registry's gated
 promotion (a passing, current gate verdict, unless forced and recorded); any other alias is
 set directly. With a running server, the server reloads the model before the call returns.
+
+Verify, then commit: every move downloads, verifies (hashes, manifest signature) and loads its
+target first; a version that fails changes nothing (aliases, ``alias_changes``, audit trail) and
+the call raises :class:`~steward.errors.ArtifactRejected` (HTTP 422, a ``DataError``) naming the
+model, version and file.
 """
 
 from __future__ import annotations
@@ -103,6 +108,7 @@ def promote(
         Conflict: it already is the champion.
         GateFailed: no passing, current gate verdict (and not ``force``).
         ValidationFailed: an empty reason.
+        DataError: the version cannot be served (nothing was changed).
     """
     live = _serving(server, model)
     changes = versions.promote(ws, model, version, reason=reason, actor=actor, force=force)
@@ -139,12 +145,12 @@ def move_alias(
     Raises:
         NotFound: no such version.
         GateFailed: a gated alias without a passing, current gate verdict (and not ``force``).
+        DataError: the version cannot be served (nothing was changed).
     """
     if alias in GATED_ALIASES:
         return promote(ws, model, version, reason=reason, actor=actor, force=force, server=server)
     live = _serving(server, model)
-    versions.get_model_version(ws, model, version)
-    change = versions.set_alias(ws, model, alias, version, actor=versions.current_actor(actor), reason=reason, action="set")
+    change = versions.assign_alias(ws, model, alias, version, actor=actor, reason=reason, action="set")
     return AliasMove(model, [change], _reload(live, model))
 
 

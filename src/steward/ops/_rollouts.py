@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from steward._primitives import resolve_actor
 from steward.errors import Conflict, NotFound, StewardError, ValidationFailed
+from steward.registry.loader import verify_version
 from steward.serving import registry_link
 from steward.serving.rollout import RolloutController, RolloutState
 from steward.spec import RolloutSpec, ServedModelSpec
@@ -141,6 +142,8 @@ def start_rollout(
         NotFound: no challenger version (``rollout.no_challenger``); with a server, the model is not served.
         Conflict: the challenger is the champion (``rollout.same_version``), or a rollout is already running.
         ValidationFailed: the policy is invalid (every bad field named).
+        DataError: the challenger cannot be served (hashes, signature, load): no rollout is started
+            (``ArtifactRejected``, HTTP 422).
     """
     served = server.served_spec(model) if server is not None else (ws.spec.serving.models.get(model) if ws is not None else None)
     ctl = _controller(ws, server)
@@ -158,6 +161,12 @@ def start_rollout(
         champion = resolve(model, served.alias if served is not None else "champion")
     if champion == challenger:
         raise Conflict(f"{model} v{challenger} already is the champion", code="rollout.same_version")
+    # verify, then commit: a challenger that cannot be served never gets a rollout row (with a server,
+    # through its own loader: what it would load is what is checked)
+    if server is not None:
+        server.verify(model, challenger)
+    elif ws is not None:
+        verify_version(ws, model, int(challenger))
     st = ctl.start(model, policy, champion_version=champion, challenger_version=challenger, actor=resolve_actor(actor))
     if server is not None:
         server.apply_rollout(model, st, event="start")

@@ -38,6 +38,9 @@ class LiveServer(Protocol):
     def resolve(self, name: str, alias: str) -> str | None:
         """The version ``alias`` points at, as the server resolves it."""
 
+    def verify(self, name: str, version: str) -> None:
+        """Load ``version`` of ``name`` the way the server would (verified) without serving it; raises when it cannot be served."""
+
     def champion_version(self, name: str) -> str | None:
         """The champion version loaded now."""
 

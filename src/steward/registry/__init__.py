@@ -2,7 +2,7 @@
 
 from steward.registry.cards import card_paths, read_card, write_card
 from steward.registry.gate import VALIDATION_ARTIFACT, GateCheck, GateVerdict, gate_history, run_gate
-from steward.registry.loader import load_verified_model, resolve_version
+from steward.registry.loader import load_verified_model, resolve_version, verify_version
 from steward.registry.manifest import build_manifest, verify_artifacts
 from steward.registry.versions import (
     AliasChange,
@@ -37,5 +37,6 @@ __all__ = [
     "rollback",
     "run_gate",
     "verify_artifacts",
+    "verify_version",
     "write_card",
 ]

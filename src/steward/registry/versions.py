@@ -4,6 +4,12 @@ Aliases: ``challenger`` (the newest trained version), ``champion`` (whoever
 serves) and ``previous`` (the champion before, for rollback). Every alias
 change is recorded in the metadata store (``alias_changes``) with who, when
 and why, besides being applied in the MLflow registry.
+
+Verify, then commit: :func:`promote`, :func:`rollback`, :func:`assign_alias` and
+:func:`register_version` download, verify and load their target first
+(:func:`steward.registry.loader.verify_version`) and change nothing when it fails, so a
+version that cannot be served never gets an alias. :func:`set_alias` is the unchecked
+primitive they build on.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from steward._primitives import resolve_actor, utcnow
 from steward.errors import Conflict, GateFailed, NotFound, ValidationFailed
+from steward.registry.loader import MANIFEST_TAG, verify_source, verify_version
+from steward.registry.manifest import SIGNATURE_TAG, manifest_key, sign_manifest
 
 if TYPE_CHECKING:
     from steward.backends.base import ModelVersionInfo
@@ -28,6 +36,7 @@ __all__ = [
     "AliasChange",
     "ModelVersionSummary",
     "alias_history",
+    "assign_alias",
     "current_actor",
     "get_alias_version",
     "get_model_version",
@@ -131,7 +140,10 @@ def _record(ws: Workspace, change: AliasChange) -> None:
 
 
 def set_alias(ws: Workspace, name: str, alias: str, version: int | None, *, actor: str, reason: str, action: str) -> AliasChange:
-    """Point ``alias`` at ``version`` (or remove it when None) and record the change."""
+    """Point ``alias`` at ``version`` (or remove it when None) and record the change.
+
+    The unchecked primitive: operations verify their target first (see :func:`assign_alias`).
+    """
     registry = ws.model_registry
     before = get_alias_version(ws, name, alias)
     if version is None:
@@ -153,8 +165,35 @@ def set_alias(ws: Workspace, name: str, alias: str, version: int | None, *, acto
     return change
 
 
+def assign_alias(
+    ws: Workspace, name: str, alias: str, version: int, *, actor: str | None = None, reason: str, action: str = "set"
+) -> AliasChange:
+    """Verify ``version`` (download, hashes, signature, native load), then point ``alias`` at it.
+
+    Raises:
+        NotFound: no such version.
+        DataError: the version cannot be served (nothing was changed).
+    """
+    verify_version(ws, name, version)
+    return set_alias(ws, name, alias, version, actor=resolve_actor(actor), reason=reason, action=action)
+
+
 def register_version(ws: Workspace, *, name: str, model_uri: str, run_id: str, tags: dict[str, str], actor: str | None = None) -> int:
-    """Register a logged model as a new version of ``name`` and make it the ``challenger``."""
+    """Register a logged model as a new version of ``name`` and make it the ``challenger``.
+
+    With a manifest in ``tags`` (every model Steward trains has one) the logged model is verified
+    and loaded first, and nothing is registered when that fails; with ``$STEWARD_MANIFEST_KEY`` set
+    the manifest is signed (tag ``steward.manifest_sig``).
+
+    Raises:
+        DataError: the logged model does not match its manifest or does not load.
+    """
+    tags = dict(tags)
+    key = manifest_key()
+    if MANIFEST_TAG in tags:
+        if key is not None:
+            tags[SIGNATURE_TAG] = sign_manifest(name, json.loads(tags[MANIFEST_TAG]), key)
+        verify_source(ws, name, model_uri, tags)
     version = ws.model_registry.register_version(name, model_uri, tags=tags).version
     set_alias(ws, name, CHALLENGER, version, actor=resolve_actor(actor), reason=f"trained by run {run_id}", action="register")
     return version
@@ -209,6 +248,7 @@ def promote(ws: Workspace, name: str, version: int, *, reason: str, actor: str |
         NotFound: no such version.
         Conflict: the version already is the champion.
         GateFailed: no passing, current gate verdict.
+        DataError: the version cannot be served (hashes, signature, load); nothing was changed.
     """
     if not reason.strip():
         raise ValidationFailed("a promotion needs a reason", hint="pass --reason TEXT", details={"errors": ["reason"]})
@@ -231,6 +271,7 @@ def promote(ws: Workspace, name: str, version: int, *, reason: str, actor: str |
                 hint=f"run 'steward gate {name} --version {version}' again",
             )
     why = reason if not force else f"{reason} (forced past the gate)"
+    verify_version(ws, name, version)  # even when forced: a version that cannot be served never becomes champion
     changes: list[AliasChange] = []
     if champion is not None:
         changes.append(set_alias(ws, name, PREVIOUS, champion, actor=who, reason=why, action="promote"))
@@ -245,6 +286,7 @@ def rollback(ws: Workspace, name: str, *, reason: str, actor: str | None = None)
 
     Raises:
         Conflict: there is no ``previous`` version to roll back to.
+        DataError: the previous version cannot be served; nothing was changed.
     """
     if not reason.strip():
         raise ValidationFailed("a rollback needs a reason", hint="pass --reason TEXT", details={"errors": ["reason"]})
@@ -252,6 +294,7 @@ def rollback(ws: Workspace, name: str, *, reason: str, actor: str | None = None)
     previous = get_alias_version(ws, name, PREVIOUS)
     if previous is None:
         raise Conflict(f"{name} has no previous champion to roll back to", code="registry.no_previous", hint="promote a version instead")
+    verify_version(ws, name, previous)
     changes = [set_alias(ws, name, CHAMPION, previous, actor=who, reason=reason, action="rollback")]
     changes.append(set_alias(ws, name, PREVIOUS, None, actor=who, reason=reason, action="rollback"))
     return changes
@@ -283,7 +326,7 @@ def list_models(ws: Workspace, name: str | None = None) -> list[ModelVersionSumm
                     metric=metric,
                     metric_value=float(value) if value not in (None, "", "None") else None,
                     gate=None if verdict is None else ("passed" if verdict["passed"] else "failed"),
-                    tags={k: v for k, v in tags.items() if k != "steward.manifest"},
+                    tags={k: v for k, v in tags.items() if k not in (MANIFEST_TAG, SIGNATURE_TAG)},
                 )
             )
     return out

@@ -64,6 +64,18 @@ class LiveHandle:
         """The version ``alias`` points at, through the server's own resolver (the registry, or an injected one)."""
         return self._server.resolve(name, alias)
 
+    def verify(self, name: str, version: str) -> None:
+        """Load ``version`` of ``name`` with the server's own loader (hash- and signature-verified) and discard it.
+
+        Runs in the calling thread (a worker thread, never the event loop), so the server keeps answering.
+
+        Raises:
+            NotFound: the model is not served here, or no such version.
+            DataError: the version cannot be served.
+        """
+        spec = self.served_spec(name)
+        self._server.slots.loader(name, version, list(spec.entity_keys))
+
     def champion_version(self, name: str) -> str | None:
         """The champion version loaded now (None when nothing is loaded)."""
         return self._read(lambda: self._server.champion_version(name))
