@@ -73,6 +73,9 @@ async def readyz(request: Request) -> Response:
     Backends are the metadata store, and the online store, counters/cache and stream when steward.yaml
     gives them a server URL. Each is probed anew (at most once a second, in threads, two seconds at most),
     so readiness comes back by itself when a server does.
+
+    A model serving a fallback because its alias's version fails verification is ready but
+    ``"status": "degraded"`` (still 200: it serves; the reason is in ``models.NAME.degraded``).
     """
     server = _server(request)
     state = server.readiness()
@@ -80,7 +83,7 @@ async def readyz(request: Request) -> Response:
     state["backends"] = backends
     down = sorted(name for name, b in backends.items() if not b["ok"])
     if state["ready"] and not down:
-        return JSONResponse({"status": "ready", **state})
+        return JSONResponse({"status": "degraded" if state.get("degraded") else "ready", **state})
     state["ready"] = False
     if down:
         detail = "; ".join(f"{name}: {backends[name]['reason']}" for name in down)

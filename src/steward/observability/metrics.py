@@ -80,6 +80,15 @@ class ServingMetrics:
         self.reloads = Counter("steward_model_reloads", "Model (re)loads by outcome.", ["model", "outcome"], registry=r)
         self.poll_errors = Counter("steward_registry_poll_errors", "Registry polls that failed (serving continues).", registry=r)
         self.ready = Gauge("steward_ready", "1 when every configured model is loaded.", registry=r)
+        self.degraded = Gauge(
+            "steward_model_degraded", "1 while a model serves a fallback: its alias's version fails verification.", ["model"], registry=r
+        )
+        self.verification_failures = Counter(
+            "steward_model_verification_failures",
+            "Versions refused at load (hashes, signature, or it does not load).",
+            ["model"],
+            registry=r,
+        )
         self.rollout_weight = Gauge("steward_rollout_weight", "Challenger share in percent.", ["model", "mode"], registry=r)
         self.rollout_events = Counter("steward_rollout_events", "Rollout actions.", ["model", "action"], registry=r)
         self.ab_outcomes = Counter("steward_ab_outcomes", "Reported outcomes per variant.", ["model", "variant", "outcome"], registry=r)

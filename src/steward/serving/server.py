@@ -36,6 +36,7 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from steward._primitives import make_actor
 from steward.errors import NotFound
 from steward.observability.metrics import ServingMetrics
 from steward.serving.live import LiveHandle
@@ -46,7 +47,7 @@ from steward.serving.registry_link import load_runtime, resolve_version
 from steward.serving.rollout import RolloutController, RolloutState
 from steward.serving.runtime import ModelRuntime
 from steward.serving.shadow import ShadowTraffic
-from steward.serving.slots import Loader, ServedModel, Slots, VariantSlot
+from steward.serving.slots import Degraded, Loader, ServedModel, Slots, VariantSlot
 from steward.spec import ServedModelSpec, ServingSpec
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ __all__ = ["ModelFailed", "ModelServer", "PredictResult", "ServedModel", "Varian
 logger = logging.getLogger(__name__)
 
 Resolver = Callable[[str, str], str | None]
+SERVE_ACTOR = make_actor("system", "serve")
 
 
 class ModelServer(PredictPath):
@@ -100,7 +102,7 @@ class ModelServer(PredictPath):
         self._rng = random.Random()
         self._metric_children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
         self.poll_count = 0
-        self.slots = Slots(self.serving, self.metrics, loader or self._registry_loader)
+        self.slots = Slots(self.serving, self.metrics, loader or self._registry_loader, on_degraded=self._record_degraded)
         self.shadow = ShadowTraffic(self.serving, self.metrics, fill_online=self.fill_online, log=self.log_predictions)
         self.rollouts = RolloutOrchestrator(self)
         self.live = LiveHandle(self)
@@ -114,6 +116,12 @@ class ModelServer(PredictPath):
     def _registry_resolver(self, name: str, alias: str) -> str | None:
         assert self.ws is not None
         return resolve_version(self.ws, name, alias)
+
+    def _record_degraded(self, m: ServedModel, degraded: Degraded | None) -> None:
+        if self.ws is None:
+            return
+        action, details = ("serving.recovered", {}) if degraded is None else ("serving.degraded", degraded.to_dict())
+        self.ws.audit.append(action, f"model:{m.name}", actor=SERVE_ACTOR, model=m.name, details=details)
 
     def resolve(self, name: str, alias: str) -> str | None:
         """The version ``alias`` of ``name`` points at, as this server resolves it (blocking: call it off the event loop)."""
@@ -185,11 +193,21 @@ class ModelServer(PredictPath):
         return ok
 
     def readiness(self) -> dict[str, Any]:
-        """Per-model load state for ``/readyz``."""
+        """Per-model load state for ``/readyz``.
+
+        ``degraded`` lists the models serving a fallback (their alias's version fails verification);
+        each model's ``degraded`` says what was wanted, what is served and why (None when healthy).
+        """
         return {
             "ready": self.ready,
+            "degraded": sorted(n for n, m in self.models.items() if m.degraded is not None),
             "models": {
-                n: {"loaded": m.champion is not None, "version": m.champion.version if m.champion else None, "error": m.last_error}
+                n: {
+                    "loaded": m.champion is not None,
+                    "version": m.champion.version if m.champion else None,
+                    "error": m.last_error,
+                    "degraded": m.degraded.to_dict() if m.degraded else None,
+                }
                 for n, m in self.models.items()
             },
         }
@@ -248,10 +266,10 @@ class ModelServer(PredictPath):
                 raise NotFound(
                     m.last_error, code="serving.alias_not_found", hint=f"set it with the registry (steward registry promote {name} ...)"
                 )
-            swapped = await self.slots.swap_champion(m, want)
+            swapped = await self.slots.champion_or_fallback(m, want, self._resolver)
             if swapped is not None:
                 changes["champion"] = swapped
-            m.last_error = None
+            m.last_error = m.degraded.reason if m.degraded is not None else None
             await self.rollouts.sync(m, changes)
             return {
                 "champion": m.champion.version if m.champion else None,
