@@ -17,6 +17,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     make_workspace(tmp_path, "models:\n  flights:\n    rollout: {mode: canary, steps: [10, 50, 100], step_window_s: 60}")
     aliases = {("flights", "champion"): "3", ("flights", "challenger"): "4"}
     monkeypatch.setattr("steward.serving.registry_link.resolve_version", lambda ws, name, alias: aliases.get((name, alias)))
+    # the registry is a fixed alias map here (no artifacts to verify); verification is tested in tests/ops/test_verify_then_commit.py
+    monkeypatch.setattr("steward.ops._rollouts.verify_version", lambda ws, name, version: None)
     monkeypatch.setenv("STEWARD_ACTOR", "ops-alice")
     return tmp_path
 

@@ -150,6 +150,6 @@ def verify_artifacts(local_dir: Path, manifest: dict[str, str], *, label: str = 
         parts += [f"{k} unexpected (not in the manifest)" for k in unexpected]
         raise ArtifactRejected(
             f"{label}: {'; '.join(parts)}",
-            hint="the artifact store was modified after registration; do not load this version",
+            hint="the artifacts do not match their manifest: the artifact store was modified after registration; do not load this version",
             details={"changed": changed, "missing": missing, "unexpected": unexpected},
         )
