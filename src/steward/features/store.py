@@ -263,7 +263,11 @@ def build_training_set(
     if ev.filter is not None:
         frame = frame.filter(ev.filter)
     # rows whose label is unknown cannot teach anything
-    frame = frame.with_columns(ev.label_expr.cast(pl.Int8).alias(ev.label)).filter(pl.col(ev.label).is_not_null())
+    frame = frame.with_columns(ev.label_expr.alias(ev.label)).filter(pl.col(ev.label).is_not_null())
+    if frame.schema[ev.label] == pl.Boolean:
+        # a condition (e.g. arr_delay >= 15) becomes 0/1; any other label keeps its own type, since the
+        # model's task types it (a narrowing cast would break a price or a string class)
+        frame = frame.with_columns(pl.col(ev.label).cast(pl.Int8))
     frame = add_request_features(fs, frame.sort([ev.timestamp, *ev.keys], maintain_order=True))
     golds: dict[str, pl.DataFrame] = {}
     inputs = [ev_ref]

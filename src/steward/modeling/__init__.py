@@ -6,6 +6,8 @@
   and logging and loading them natively and safely (:func:`log_native`, :func:`load_native`);
 * metrics: :func:`compute_metrics`, :func:`slice_metrics`, :func:`fairness_report`, the direction of each
   metric (:data:`HIGHER_IS_BETTER`, :func:`is_non_inferior`) and :func:`prediction_hash`;
+* the task seam (:mod:`steward.modeling.tasks`): :func:`task_for` gives the :class:`Task` that types
+  the label, knows the classes, scores and shapes predictions;
 * scoring a loaded model on raw rows: :func:`score_frame`, with the encoding stored in the model
   (:func:`model_encoding`).
 
@@ -25,13 +27,19 @@ from steward.modeling.metrics import (
     prediction_hash,
     slice_metrics,
 )
-from steward.modeling.scoring import model_encoding, score_frame
+from steward.modeling.scoring import model_classes, model_encoding, model_task, score_frame
+from steward.modeling.tasks import TASKS, BinaryClassification, MulticlassClassification, Regression, Task, task_for, task_named
 
 __all__ = [
     "HIGHER_IS_BETTER",
     "METRICS",
+    "TASKS",
+    "BinaryClassification",
     "EstimatorRef",
     "FeatureEncoding",
+    "MulticlassClassification",
+    "Regression",
+    "Task",
     "compute_metrics",
     "encode",
     "fairness_report",
@@ -41,7 +49,9 @@ __all__ = [
     "label_array",
     "load_native",
     "log_native",
+    "model_classes",
     "model_encoding",
+    "model_task",
     "pip_requirements",
     "predict_proba",
     "prediction_hash",
@@ -50,4 +60,6 @@ __all__ = [
     "slice_metrics",
     "sort_for_training",
     "split_by_time",
+    "task_for",
+    "task_named",
 ]

@@ -4,7 +4,8 @@
   API, kept and logged as a ``lightgbm.Booster`` in MLflow's LightGBM flavour.
   The Booster is stored in LightGBM's own text format, so loading it never
   unpickles anything.
-* ``sklearn.…`` or any other dotted path to a scikit-learn-compatible classifier:
+* ``lightgbm.LGBMRegressor`` likewise, for regression.
+* ``sklearn.…`` or any other dotted path to a scikit-learn-compatible classifier or regressor:
   wrapped in a preprocessing pipeline (impute, scale, one-hot the categorical
   codes) and logged in MLflow's sklearn flavour with ``serialization_format="skops"``.
   Loading goes through ``skops.io.load`` with a trusted-type list Steward computes
@@ -65,17 +66,34 @@ class EstimatorRef:
         return self.path.split(".", 1)[0]
 
 
-def resolve_estimator(path: str) -> EstimatorRef:
-    """Resolve ``model.estimator`` from the spec.
+def resolve_estimator(path: str, *, classifier: bool = True) -> EstimatorRef:
+    """Resolve ``model.estimator`` from the spec, for a classification task or (``classifier=False``) regression.
+
+    ``lightgbm`` alone means the LightGBM model of the task (LGBMClassifier, whose objective becomes
+    multiclass by itself when the label has more than two classes, or LGBMRegressor).
 
     Raises:
-        SpecError: the dotted path does not name an importable class with ``fit``.
+        SpecError: the dotted path does not name an importable class with ``fit`` and ``predict_proba``
+            (a classifier) or ``predict`` (a regressor), or names the other kind of LightGBM model.
     """
-    if path in ("lightgbm", "lightgbm.LGBMClassifier", "lightgbm.sklearn.LGBMClassifier"):
-        return EstimatorRef("lightgbm", "lightgbm.LGBMClassifier")
+    lgbm = {
+        "lightgbm": "lightgbm.LGBMClassifier" if classifier else "lightgbm.LGBMRegressor",
+        "lightgbm.LGBMClassifier": "lightgbm.LGBMClassifier",
+        "lightgbm.sklearn.LGBMClassifier": "lightgbm.LGBMClassifier",
+        "lightgbm.LGBMRegressor": "lightgbm.LGBMRegressor",
+        "lightgbm.sklearn.LGBMRegressor": "lightgbm.LGBMRegressor",
+    }
+    if path in lgbm:
+        resolved = lgbm[path]
+        if resolved.endswith("Regressor") == classifier:
+            want = "a classifier (e.g. lightgbm.LGBMClassifier)" if classifier else "a regressor (e.g. lightgbm.LGBMRegressor)"
+            raise SpecError(f"model.estimator {path!r} does not fit model.task", hint=f"name {want}, or change model.task")
+        return EstimatorRef("lightgbm", resolved)
     cls = _import_class(path)
-    if not hasattr(cls, "fit") or not hasattr(cls, "predict_proba"):
-        raise SpecError(f"model.estimator {path!r} has no fit/predict_proba", hint="name a scikit-learn-compatible classifier")
+    needs = "predict_proba" if classifier else "predict"
+    if not hasattr(cls, "fit") or not hasattr(cls, needs):
+        kind = "classifier" if classifier else "regressor"
+        raise SpecError(f"model.estimator {path!r} has no fit/{needs}", hint=f"name a scikit-learn-compatible {kind} for model.task")
     return EstimatorRef("sklearn", path)
 
 
@@ -106,9 +124,9 @@ def fit(ref: EstimatorRef, params: dict[str, Any], seed: int, x: pd.DataFrame, y
     """Fit the estimator deterministically; return the model to log (a Booster or a Pipeline)."""
     full = _seeded_params(ref, params, seed)
     if ref.kind == "lightgbm":
-        from lightgbm import LGBMClassifier
+        import lightgbm
 
-        clf = LGBMClassifier(**full)
+        clf = getattr(lightgbm, ref.path.rsplit(".", 1)[1])(**full)
         clf.fit(x, y, categorical_feature=[c for c in categorical if c in x.columns] or "auto")
         return clf.booster_
     from sklearn.compose import ColumnTransformer

@@ -1,7 +1,9 @@
 """Metrics overall, per slice, and the fairness gap between groups.
 
-Metric names: ``roc_auc``, ``accuracy`` and ``f1`` (higher is better) and
-``log_loss`` (lower is better). A metric that is undefined for a group (e.g.
+Metric names: binary ``roc_auc``, ``accuracy`` and ``f1`` (higher is better) and
+``log_loss`` (lower is better); multiclass ``f1_macro`` and ``f1_weighted`` (higher); regression
+``r2`` (higher), ``rmse``, ``mae`` and ``mape`` (lower). The task seam
+(:mod:`steward.modeling.tasks`) computes them; this module knows their direction. A metric that is undefined for a group (e.g.
 ROC AUC with a single class) is ``None`` and is left out of comparisons.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,8 +30,20 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-HIGHER_IS_BETTER: dict[str, bool] = {"roc_auc": True, "accuracy": True, "f1": True, "log_loss": False}
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "roc_auc": True,
+    "accuracy": True,
+    "f1": True,
+    "log_loss": False,
+    "f1_macro": True,
+    "f1_weighted": True,
+    "r2": True,
+    "rmse": False,
+    "mae": False,
+    "mape": False,
+}
 METRICS = tuple(HIGHER_IS_BETTER)
+Scorer = Callable[[np.ndarray, np.ndarray], dict[str, float | None]]
 NULL_GROUP = "(null)"
 
 
@@ -54,22 +69,38 @@ def compute_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
     return out
 
 
-def slice_metrics(frame: pl.DataFrame, y: np.ndarray, p: np.ndarray, columns: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+def _positives(y: np.ndarray) -> dict[str, Any]:
+    return {"positives": int(np.asarray(y).astype(int).sum())}
+
+
+def slice_metrics(
+    frame: pl.DataFrame,
+    y: np.ndarray,
+    p: np.ndarray,
+    columns: list[str],
+    *,
+    score: Scorer | None = None,
+    counts: Callable[[np.ndarray], dict[str, Any]] | None = None,
+) -> dict[str, dict[str, dict[str, Any]]]:
     """``{column: {group: {"n", "positives", metric...}}}`` for each slicing column.
 
     Args:
         frame: The validation rows (same order as ``y`` and ``p``) holding the slicing columns.
+        score: The task's metrics of ``(y, p)``; default binary (:func:`compute_metrics`).
+        counts: The task's counts of a group's labels (default binary: ``positives``).
     """
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    y = np.asarray(y).astype(int)
+    scorer: Scorer = score or compute_metrics
+    counter = counts or _positives
+    y = np.asarray(y)
     p = np.asarray(p, dtype="float64")
     for col in columns:
         values = frame[col].cast(pl.Utf8).fill_null(NULL_GROUP).to_numpy()
         groups: dict[str, dict[str, Any]] = {}
         for g in sorted(set(values.tolist())):
             mask = values == g
-            entry: dict[str, Any] = {"n": int(mask.sum()), "positives": int(y[mask].sum())}
-            entry.update(compute_metrics(y[mask], p[mask]))
+            entry: dict[str, Any] = {"n": int(mask.sum()), **counter(y[mask])}
+            entry.update(scorer(y[mask], p[mask]))
             groups[str(g)] = entry
         out[col] = groups
     return out

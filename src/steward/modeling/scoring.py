@@ -11,9 +11,9 @@ import polars as pl
 
 from steward.errors import NotFound
 from steward.modeling.dataset import FeatureEncoding, encode
-from steward.modeling.estimators import predict_proba
+from steward.modeling.tasks import Task, task_named
 
-__all__ = ["model_encoding", "score_frame"]
+__all__ = ["model_classes", "model_encoding", "model_task", "score_frame"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,29 @@ def model_encoding(model_info: Any) -> FeatureEncoding:
     return FeatureEncoding.from_dict(meta["encoding"])
 
 
+def _steward_meta(model_info: Any) -> dict[str, Any]:
+    meta = (getattr(model_info, "metadata", None) or {}).get("steward")
+    return dict(meta) if meta else {}
+
+
+def model_task(model_info: Any) -> Task:
+    """The task a Steward model was trained for (models from before tasks existed are binary)."""
+    return task_named(_steward_meta(model_info).get("task"))
+
+
+def model_classes(model_info: Any) -> list[Any]:
+    """The classes stored with the model, in its output order (``[0, 1]`` for old binary models, ``[]`` for regression)."""
+    meta = _steward_meta(model_info)
+    if "classes" in meta:
+        return list(meta["classes"])
+    return [0, 1] if model_task(model_info).is_classification else []
+
+
 def score_frame(model: Any, model_info: Any, frame: pl.DataFrame | pd.DataFrame) -> np.ndarray:
-    """Positive-class probabilities of a loaded model for raw feature rows (Polars or pandas).
+    """The model's output for raw feature rows (Polars or pandas), shaped by its task.
+
+    Binary: P(positive) ``[N]``; multiclass: ``[N, C]`` probabilities in the stored class order;
+    regression: values ``[N]``.
 
     Uses the feature encoding stored with the model, so serving encodes
     exactly as training did.
@@ -39,4 +60,4 @@ def score_frame(model: Any, model_info: Any, frame: pl.DataFrame | pd.DataFrame)
     Raises:
         NotFound: the model has no Steward metadata.
     """
-    return predict_proba(model, encode(frame, model_encoding(model_info)))
+    return model_task(model_info).predict(model, encode(frame, model_encoding(model_info)))

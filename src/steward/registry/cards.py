@@ -37,6 +37,40 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _label_line(data: dict[str, Any], classes: list[Any]) -> str:
+    """The label and what the task summarised about it (binary: positive rate; multiclass: class shares)."""
+    if "positive_rate" in data:
+        rate = data["positive_rate"]
+        return f"- Label: `{data['label']}` (positive rate: train {_fmt(rate['train'])}, validation {_fmt(rate['validation'])})"
+    parts = [f"{k}: train {_fmt(v['train'])}, validation {_fmt(v['validation'])}" for k, v in data.items() if _is_summary(v)]
+    head = f"- Label: `{data['label']}`" + (f", classes in model order: {', '.join(str(c) for c in classes)}" if classes else "")
+    return head + (f" ({'; '.join(parts)})" if parts else "")
+
+
+def _is_summary(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"train", "validation"} and not isinstance(value["train"], dict)
+
+
+def _details(details: dict[str, Any]) -> list[str]:
+    """Per-class precision/recall and the confusion matrix (multiclass), or the residual spread (regression)."""
+    lines: list[str] = []
+    per_class = details.get("per_class")
+    if per_class:
+        lines += ["### Per class", "", "| class | precision | recall | support |", "|---|---|---|---|"]
+        lines += [f"| {c} | {_fmt(e['precision'])} | {_fmt(e['recall'])} | {e['support']} |" for c, e in per_class.items()]
+        lines.append("")
+    matrix = details.get("confusion_matrix")
+    if matrix:
+        classes = details.get("classes") or [str(i) for i in range(len(matrix))]
+        lines += ["### Confusion matrix (rows: true, columns: predicted)", "", "| | " + " | ".join(classes) + " |"]
+        lines.append("|---|" + "---|" * len(classes))
+        lines += [f"| {classes[i]} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(matrix)]
+        lines.append("")
+    if "mape_zero_targets_skipped" in details:
+        lines += [f"MAPE leaves out {details['mape_zero_targets_skipped']} validation rows whose target is zero.", ""]
+    return lines
+
+
 def render_markdown(card: dict[str, Any]) -> str:
     """The card as Markdown (sections in a fixed order)."""
     lines: list[str] = [f"# Model card: {card['model']} v{card['version']}", ""]
@@ -48,8 +82,7 @@ def render_markdown(card: dict[str, Any]) -> str:
     lines += [
         "",
         f"- Rows: {data['rows']['train']} train, {data['rows']['validation']} validation (validation from {data['validation_from']})",
-        f"- Label: `{data['label']}` (positive rate: train {_fmt(data['positive_rate']['train'])}, "
-        f"validation {_fmt(data['positive_rate']['validation'])})",
+        _label_line(data, card.get("classes") or []),
         f"- Features ({len(data['features'])}): {', '.join(data['features'])}",
         "",
     ]
@@ -57,6 +90,7 @@ def render_markdown(card: dict[str, Any]) -> str:
     lines += ["## Metrics (validation)", "", f"Main metric: **{metrics['main']}**", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics["overall"].items()]
     lines.append("")
+    lines += _details(metrics.get("details") or {})
     for col, groups in card.get("slices", {}).items():
         lines += [f"### By {col}", "", f"| {col} | n | {metrics['main']} |", "|---|---|---|"]
         lines += [f"| {g} | {e['n']} | {_fmt(e.get(metrics['main']))} |" for g, e in groups.items()]

@@ -42,13 +42,13 @@ from steward.errors import Conflict, GateFailed, NotFound
 from steward.governance.audit import file_ref
 from steward.modeling import (
     HIGHER_IS_BETTER,
-    compute_metrics,
+    Task,
     encode,
     fairness_report,
     is_non_inferior,
-    label_array,
+    model_classes,
     model_encoding,
-    predict_proba,
+    model_task,
     score_frame,
     slice_metrics,
 )
@@ -120,14 +120,14 @@ class GateVerdict:
 
 def measure_latency(models: list[tuple[Any, Any]], batch: pl.DataFrame, repeats: int) -> list[float]:
     """p99 latency (ms) of scoring ``batch`` (raw rows) once per model, interleaved to share noise."""
-    prepared = [(m, encode(batch, model_encoding(info))) for m, info in models]
-    for m, x in prepared:  # warm-up: first calls pay one-off costs
-        predict_proba(m, x)
+    prepared = [(m, model_task(info), encode(batch, model_encoding(info))) for m, info in models]
+    for m, task, x in prepared:  # warm-up: first calls pay one-off costs
+        task.predict(m, x)
     times: list[list[float]] = [[] for _ in prepared]
     for _ in range(max(repeats, 1)):
-        for i, (m, x) in enumerate(prepared):
+        for i, (m, task, x) in enumerate(prepared):
             t0 = time.perf_counter()
-            predict_proba(m, x)
+            task.predict(m, x)
             times[i].append((time.perf_counter() - t0) * 1000)
     return [float(np.percentile(t, 99)) for t in times]
 
@@ -151,6 +151,8 @@ def _metric_check(name: str, metric: str, c: float | None, h: float | None, marg
 
 def _checks(
     ms: ModelSpec,
+    task: Task,
+    classes: list[Any],
     frame: pl.DataFrame,
     y: np.ndarray,
     p_c: np.ndarray,
@@ -161,13 +163,22 @@ def _checks(
     g = ms.gate
     metric = ms.metric
     checks: list[GateCheck] = []
-    mc = compute_metrics(y, p_c)[metric]
-    mh = compute_metrics(y, p_h)[metric] if p_h is not None else None
-    checks.append(_metric_check(f"metric.{metric}", metric, mc, mh, g.margin, g.min_metric))
+
+    def score(y_: np.ndarray, p_: np.ndarray) -> dict[str, float | None]:
+        return task.scores(y_, p_, classes)
+
+    def slices(p: np.ndarray, cols: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        return slice_metrics(frame, y, p, cols, score=score, counts=task.counts)
+
+    mc = score(y, p_c)[metric]
+    mh = score(y, p_h)[metric] if p_h is not None else None
+    # a first model with no threshold in the spec meets the task's own (e.g. R² above 0), when it has one
+    min_metric = g.min_metric if g.min_metric is not None else task.first_model_threshold(metric, classes)
+    checks.append(_metric_check(f"metric.{metric}", metric, mc, mh, g.margin, min_metric))
 
     slice_cols = [c for c in ms.slices if c in frame.columns]
-    sc = slice_metrics(frame, y, p_c, slice_cols)
-    sh = slice_metrics(frame, y, p_h, slice_cols) if p_h is not None else None
+    sc = slices(p_c, slice_cols)
+    sh = slices(p_h, slice_cols) if p_h is not None else None
     slice_abs = g.min_slice_metric
     if slice_abs is None and g.min_metric is not None:
         slice_abs = _fmt_threshold(metric, g.min_metric, g.slice_margin)
@@ -185,11 +196,11 @@ def _checks(
 
     if ms.fairness is not None and ms.fairness.column in frame.columns:
         f = ms.fairness
-        groups_c = sc.get(f.column) or slice_metrics(frame, y, p_c, [f.column])[f.column]
+        groups_c = sc.get(f.column) or slices(p_c, [f.column])[f.column]
         gap_c = fairness_report(groups_c, column=f.column, metric=f.metric, min_group_size=f.min_group_size, max_gap=f.max_gap)["gap"]
         gap_h = None
         if p_h is not None:
-            groups_h = (sh or {}).get(f.column) or slice_metrics(frame, y, p_h, [f.column])[f.column]
+            groups_h = (sh or {}).get(f.column) or slices(p_h, [f.column])[f.column]
             gap_h = fairness_report(groups_h, column=f.column, metric=f.metric, min_group_size=f.min_group_size, max_gap=f.max_gap)["gap"]
         name = f"fairness.{f.column}.{f.metric}_gap"
         if gap_c is None:
@@ -248,7 +259,8 @@ def run_gate(ws: Workspace, name: str | None = None, *, version: int | None = No
     frame = _validation_frame(ws, run_id)
     model_c, info_c = load_verified_model(ws, name, version)
     label = info_c.metadata["steward"]["label"]
-    y = label_array(frame, label)
+    task, classes = model_task(info_c), model_classes(info_c)
+    y = task.label_array(frame, label, classes)
     p_c = score_frame(model_c, info_c, frame)
     p_h = None
     models = [(model_c, info_c)]
@@ -261,7 +273,7 @@ def run_gate(ws: Workspace, name: str | None = None, *, version: int | None = No
         # a small validation set: tile it so the batch has the size the spec asks for
         batch = pl.concat([batch] * (ms.gate.batch_size // max(batch.height, 1) + 1)).head(ms.gate.batch_size)
     lat = measure_latency(models, batch, ms.gate.latency_repeats)
-    checks = _checks(ms, frame, y, p_c, p_h, lat[0], lat[1] if champion is not None else None)
+    checks = _checks(ms, task, classes, frame, y, p_c, p_h, lat[0], lat[1] if champion is not None else None)
     verdict = GateVerdict(
         verdict_id=uuid.uuid4().hex,
         model_name=name,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from steward._primitives import Progress, report_progress
 from steward.errors import NotFound, NotReproducible, ValidationFailed
 from steward.features import build_training_set
-from steward.modeling import fit, resolve_estimator
+from steward.modeling import fit, resolve_estimator, task_for
 from steward.spec import FairnessSpec, ModelSpec, SplitSpec
 from steward.training.evaluation import evaluate, prepare
 from steward.training.explain import feature_importance
@@ -172,11 +172,12 @@ def train_model(
         SpecError: the estimator or search space is invalid.
     """
     ms = spec or ws.spec.model
-    ref = resolve_estimator(ms.estimator)
+    task = task_for(ms)
+    ref = resolve_estimator(ms.estimator, classifier=task.is_classification)
     _check_columns(training_set, ms)
 
     _say(progress, f"splitting {training_set.frame.height} rows by {training_set.event_time}")
-    data = prepare(training_set, ms.split)
+    data = prepare(training_set, ms.split, task)
 
     search_summary: dict[str, Any] | None = None
     params = dict(ms.params)
@@ -331,6 +332,7 @@ def reproduce(ws: Workspace, run_id: str, *, builder: Builder | None = None, pro
             "params": config["params"],
             "seed": int(config["seed"]),
             "metric": config["metric"],
+            "task": config.get("task", "binary_classification"),
             "split": SplitSpec(validation_from=config["split"]["validation_from"]),
             "slices": list(config["slices"]),
             "fairness": FairnessSpec.model_validate(config["fairness"]) if config.get("fairness") else None,

@@ -9,26 +9,24 @@ validation predictions (the reproducibility check).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 import polars as pl
 
-from steward.errors import ValidationFailed
 from steward.modeling import (
     FeatureEncoding,
-    compute_metrics,
+    Task,
     encode,
     fairness_report,
     fit_encoding,
-    label_array,
-    predict_proba,
     prediction_hash,
     slice_metrics,
     sort_for_training,
     split_by_time,
+    task_named,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +58,8 @@ class PreparedData:
     y_train: np.ndarray
     x_valid: pd.DataFrame
     y_valid: np.ndarray
+    task: Task = field(default_factory=lambda: task_named(None))
+    classes: list[Any] = field(default_factory=list)
 
     @property
     def cat_features(self) -> list[str]:
@@ -72,22 +72,27 @@ class PreparedData:
         return {"train": len(self.x_train), "validation": len(self.x_valid)}
 
 
-def prepare(training_set: TrainingSet, split: SplitSpec) -> PreparedData:
+def prepare(training_set: TrainingSet, split: SplitSpec, task: Task | None = None) -> PreparedData:
     """Sort, split by time, fit the encoding on the training rows and build both sides' matrices.
 
+    The label is typed by ``task`` (default binary); the classes come from the whole set, so a class seen
+    only in the validation period is still one the model answers for.
+
     Raises:
-        ValidationFailed: a split side is empty, a label is null, or the training rows hold a single class.
+        ValidationFailed: a split side is empty, a label is null or of the wrong type, or the training rows
+            hold a single class (a constant target).
     """
+    task = task or task_named(None)
     features = list(training_set.feature_names)
     categorical = [c for c in training_set.categorical if c in features]
     frame = sort_for_training(training_set.frame, training_set.event_time, training_set.entity_keys)
     train_df, valid_df, cut = split_by_time(frame, training_set.event_time, split)
+    classes = task.classes(frame, training_set.label)
     encoding = fit_encoding(train_df, features, categorical)
-    x_train, y_train = encode(train_df, encoding), label_array(train_df, training_set.label)
-    x_valid, y_valid = encode(valid_df, encoding), label_array(valid_df, training_set.label)
-    if len(np.unique(y_train)) < 2:
-        raise ValidationFailed("the training rows hold a single class", hint="widen the training period", details={"errors": ["label"]})
-    return PreparedData(features, categorical, encoding, train_df, valid_df, cut, x_train, y_train, x_valid, y_valid)
+    x_train, y_train = encode(train_df, encoding), task.label_array(train_df, training_set.label, classes)
+    x_valid, y_valid = encode(valid_df, encoding), task.label_array(valid_df, training_set.label, classes)
+    task.check_train_labels(y_train)
+    return PreparedData(features, categorical, encoding, train_df, valid_df, cut, x_train, y_train, x_valid, y_valid, task, classes)
 
 
 @dataclass
@@ -111,19 +116,25 @@ class Evaluation:
     prediction_hash: str
     p_valid: np.ndarray
     p_train: np.ndarray
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def evaluate(ms: ModelSpec, model: Any, data: PreparedData) -> Evaluation:
     """Score ``model`` on both sides: metrics overall, per slice of ``ms.slices``, and the fairness gap."""
-    p_valid = predict_proba(model, data.x_valid)
-    p_train = predict_proba(model, data.x_train)
-    overall = compute_metrics(data.y_valid, p_valid)
-    train_metrics = compute_metrics(data.y_train, p_train)
-    slices = slice_metrics(data.valid_df, data.y_valid, p_valid, ms.slices)
+    task, classes = data.task, data.classes
+
+    def score(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
+        return task.scores(y, p, classes)
+
+    p_valid = task.predict(model, data.x_valid)
+    p_train = task.predict(model, data.x_train)
+    overall = score(data.y_valid, p_valid)
+    train_metrics = score(data.y_train, p_train)
+    slices = slice_metrics(data.valid_df, data.y_valid, p_valid, ms.slices, score=score, counts=task.counts)
     fairness: dict[str, Any] | None = None
     if ms.fairness:
         col = ms.fairness.column
-        groups = slices.get(col) or slice_metrics(data.valid_df, data.y_valid, p_valid, [col])[col]
+        groups = slices.get(col) or slice_metrics(data.valid_df, data.y_valid, p_valid, [col], score=score, counts=task.counts)[col]
         fairness = fairness_report(
             groups,
             column=col,
@@ -131,4 +142,5 @@ def evaluate(ms: ModelSpec, model: Any, data: PreparedData) -> Evaluation:
             min_group_size=ms.fairness.min_group_size,
             max_gap=ms.fairness.max_gap,
         )
-    return Evaluation(overall, train_metrics, slices, fairness, prediction_hash(p_valid), p_valid, p_train)
+    details = task.details(data.y_valid, p_valid, classes)
+    return Evaluation(overall, train_metrics, slices, fairness, prediction_hash(p_valid), p_valid, p_train, details)

@@ -41,7 +41,8 @@ def feature_importance(ref: EstimatorRef, model: Any, x: pd.DataFrame, y: np.nda
     else:
         from sklearn.inspection import permutation_importance
 
-        scoring = "roc_auc" if len(np.unique(ys)) == 2 else "accuracy"
+        # a float target is a regression (R²); class indices score by ROC AUC (two) or accuracy (more)
+        scoring = "r2" if ys.dtype.kind == "f" else ("roc_auc" if len(np.unique(ys)) == 2 else "accuracy")
         res = permutation_importance(model, xs, ys, scoring=scoring, n_repeats=3, random_state=seed)
         scores = np.asarray(res.importances_mean)
         method = f"permutation_{scoring}"

@@ -27,6 +27,13 @@ __all__ = ["register_run"]
 logger = logging.getLogger(__name__)
 
 
+def _label_summary(data: PreparedData) -> dict[str, Any]:
+    """``{key: {"train": ..., "validation": ...}}`` for each key of the task's label summary (binary: positive_rate)."""
+    train = data.task.label_summary(data.y_train, data.classes)
+    valid = data.task.label_summary(data.y_valid, data.classes)
+    return {k: {"train": train[k], "validation": valid.get(k)} for k in train}
+
+
 def register_run(
     ws: Workspace,
     ms: ModelSpec,
@@ -65,6 +72,7 @@ def register_run(
         "created_at": utcnow(),
         "estimator": ref.path,
         "task": ms.task,
+        "classes": [str(c) for c in data.classes],
         "intended_use": ms.intended_use,
         "training_data": {
             "inputs": [str(r) for r in training_set.inputs],
@@ -72,10 +80,10 @@ def register_run(
             "rows": data.rows,
             "validation_from": data.cut,
             "label": training_set.label,
-            "positive_rate": {"train": float(data.y_train.mean()), "validation": float(data.y_valid.mean())},
+            **_label_summary(data),
             "features": data.features,
         },
-        "metrics": {"main": ms.metric, "overall": evaluation.overall},
+        "metrics": {"main": ms.metric, "overall": evaluation.overall, **({"details": evaluation.details} if evaluation.details else {})},
         "slices": evaluation.slices,
         "fairness": evaluation.fairness,
         "feature_importance": importance,

@@ -19,7 +19,7 @@ import pandas as pd  # type: ignore[import-untyped]
 from steward._extras import optional_import
 from steward._primitives import Progress, report_progress
 from steward.errors import SpecError
-from steward.modeling import HIGHER_IS_BETTER, EstimatorRef, compute_metrics, encode, fit, label_array, predict_proba, split_by_time
+from steward.modeling import HIGHER_IS_BETTER, EstimatorRef, Task, encode, fit, split_by_time, task_named
 from steward.spec import ModelSpec, SearchParamSpec, SearchSpec, SplitSpec
 from steward.training.evaluation import PreparedData
 
@@ -45,6 +45,8 @@ class SearchData:
     y_fit: np.ndarray
     x_val: pd.DataFrame
     y_val: np.ndarray
+    task: Task = field(default_factory=lambda: task_named(None))
+    classes: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -59,7 +61,7 @@ class SearchResult:
 
 def _score(data: SearchData, params: dict[str, Any]) -> float:
     model = fit(data.ref, {**data.base_params, **params}, data.seed, data.x_fit, data.y_fit, data.categorical)
-    value = compute_metrics(data.y_val, predict_proba(model, data.x_val))[data.metric]
+    value = data.task.scores(data.y_val, data.task.predict(model, data.x_val), data.classes)[data.metric]
     if value is None:
         # undefined metric (e.g. a single class in the inner split): the worst score
         return -np.inf if HIGHER_IS_BETTER[data.metric] else np.inf
@@ -194,9 +196,11 @@ def search_params(
         metric=ms.metric,
         categorical=data.cat_features,
         x_fit=encode(fit_df, data.encoding),
-        y_fit=label_array(fit_df, training_set.label),
+        y_fit=data.task.label_array(fit_df, training_set.label, data.classes),
         x_val=encode(val_df, data.encoding),
-        y_val=label_array(val_df, training_set.label),
+        y_val=data.task.label_array(val_df, training_set.label, data.classes),
+        task=data.task,
+        classes=data.classes,
     )
     msg = f"searching {ms.search.n_trials} trials on {ms.search.engine} (inner validation from {inner_cut})"
     logger.info(msg)

@@ -61,6 +61,7 @@ def run_config(ms: ModelSpec, ref: EstimatorRef, params: dict[str, Any], data: P
         "params": params,
         "seed": ms.seed,
         "metric": ms.metric,
+        "task": ms.task,
         "split": {"validation_from": data.cut, "requested": ms.split.model_dump()},
         "features": data.features,
         "categorical": data.cat_features,
@@ -144,7 +145,9 @@ def log_run(
         tracker.log_metrics(run_id, metrics)
         tracker.log_dict(run_id, config, CONFIG_ARTIFACT)
         tracker.log_dict(
-            run_id, {"overall": evaluation.overall, "train": evaluation.train, "slices": evaluation.slices}, "metrics/metrics.json"
+            run_id,
+            {"overall": evaluation.overall, "train": evaluation.train, "slices": evaluation.slices, "details": evaluation.details},
+            "metrics/metrics.json",
         )
         if fairness is not None:
             tracker.log_dict(run_id, fairness, "metrics/fairness.json")
@@ -154,7 +157,7 @@ def log_run(
             data.train_df,
             data.features,
             data.categorical,
-            prediction=np.asarray(evaluation.p_train),
+            prediction=data.task.profile_output(np.asarray(evaluation.p_train)),
             target=np.asarray(data.y_train),
             seed=ms.seed,
             meta={"source": "training"},
@@ -170,6 +173,8 @@ def log_run(
                 "estimator": ref.path,
                 "kind": ref.kind,
                 "metric": ms.metric,
+                "task": ms.task,
+                "classes": list(data.classes),
                 "data_versions": training_set.data_versions,
                 "run_id": run_id,
             }
