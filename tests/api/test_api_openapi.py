@@ -43,7 +43,7 @@ def test_every_native_error_is_documented_as_problem_json(tmp_path: Path) -> Non
     doc = _app(tmp_path).openapi()
     problem = doc["components"]["schemas"]["Problem"]
     assert {"type", "title", "status", "detail", "code", "hint", "instance", "errors"} <= set(problem["properties"])
-    assert set(problem["properties"]["errors"]["items"]["properties"]) == {"field", "message", "type"}
+    assert set(problem["properties"]["errors"]["items"]["properties"]) == {"row", "field", "message", "type"}
     ops = _native_operations(doc)
     assert len(ops) >= 20
     for path, method, op in ops:

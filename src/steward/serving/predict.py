@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from steward.errors import BackendUnavailable, LimitExceeded, NotFound, StewardError
+from steward.errors import BackendUnavailable, LimitExceeded, NotFound, StewardError, ValidationFailed
 from steward.features import get_online_features
 from steward.observability.metrics import ServingMetrics
 from steward.serving.batching import BatcherClosed
@@ -35,7 +35,7 @@ from steward.spec import ServingSpec
 if TYPE_CHECKING:
     from steward.workspace import Workspace
 
-__all__ = ["ModelFailed", "OnlineFeatures", "PredictPath", "PredictResult"]
+__all__ = ["ModelFailed", "OnlineFeatures", "PredictPath", "PredictResult", "entity_errors"]
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +156,8 @@ class PredictPath:
         subset = [dict(rows[i]) for i in need]
         try:
             filled = await asyncio.to_thread(fetch, subset)
+        except ValidationFailed as exc:
+            raise validation_error(entity_errors(exc, rows, need)) from exc
         except StewardError:
             raise
         except Exception as exc:
@@ -394,6 +396,32 @@ def _pinned(m: ServedModel, version: str) -> tuple[Route, VariantSlot, str]:
     if m.challenger is not None and m.challenger.version == version:
         return Route("challenger", variant_label=challenger_label), m.challenger, challenger_label
     raise _not_loaded(m, version)
+
+
+def entity_errors(exc: ValidationFailed, rows: Sequence[Any], need: Sequence[int]) -> list[dict[str, Any]]:
+    """The feature store's complaints about entity-key rows as ``{row, field, message, type}`` objects.
+
+    The store reports one problem per column (``"dep_time: missing"``), as text or already structured; the API
+    answers per row like the full-row path, so a client fixes the right rows. A missing column is reported on
+    the rows that lack it, a badly typed one on the rows that send it.
+    """
+    out: list[dict[str, Any]] = []
+    for e in exc.details.get("errors") or [exc.message]:
+        if isinstance(e, Mapping) and isinstance(e.get("field"), str) and isinstance(e.get("row"), int):
+            out.append(dict(e))
+            continue
+        text = str(e.get("message", e) if isinstance(e, Mapping) else e)
+        col, sep, message = text.partition(": ")
+        if isinstance(e, Mapping) and isinstance(e.get("field"), str):
+            col, message = str(e["field"]), text
+        elif not sep or not col or " " in col:
+            col, message = "", text
+        missing = message == "missing" or message.startswith("missing")
+        kind = "missing" if missing else "value_error.online_features"
+        hit = [i for i in need if isinstance(rows[i], Mapping) and ((col not in rows[i]) if missing else (col in rows[i]))] if col else []
+        for i in hit or list(need[:1]):
+            out.append({"row": i, "field": f"rows.{i}.{col}" if col else f"rows.{i}", "message": message if col else text, "type": kind})
+    return out
 
 
 def _not_loaded(m: ServedModel, version: str) -> NotFound:

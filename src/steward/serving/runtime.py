@@ -137,12 +137,12 @@ class InputSchema:
         }
 
 
-def _bad(errors: list[dict[str, Any]], where: str, message: str, kind: str) -> None:
-    errors.append({"field": where, "message": message, "type": kind})
+def _bad(errors: list[dict[str, Any]], row: int, where: str, message: str, kind: str) -> None:
+    errors.append({"row": row, "field": where, "message": message, "type": kind})
 
 
 def field_errors(schema: InputSchema, rows: Sequence[Any], *, prefix: str = "rows") -> list[dict[str, Any]]:
-    """Every problem of ``rows`` against ``schema``, each naming its field (``rows.3.dep_delay``).
+    """Every problem of ``rows`` against ``schema``, each naming its row index and field (``rows.3.dep_delay``).
 
     An empty list means the rows are valid. Validation never stops at the first error: a client
     fixes everything in one round trip.
@@ -159,30 +159,30 @@ def field_errors(schema: InputSchema, rows: Sequence[Any], *, prefix: str = "row
     for i, row in enumerate(rows):
         base = f"{prefix}.{i}" if prefix else str(i)
         if not isinstance(row, Mapping):
-            _bad(errors, base, "a row must be a JSON object of field → value", "type_error.object")
+            _bad(errors, i, base, "a row must be a JSON object of field → value", "type_error.object")
             continue
         for f in schema.fields:
             where = f"{base}.{f.name}"
             if f.name not in row or row[f.name] is None:
                 if f.required:
-                    _bad(errors, where, "field required" if f.name not in row else "must not be null", "missing")
+                    _bad(errors, i, where, "field required" if f.name not in row else "must not be null", "missing")
                 continue
             v = row[f.name]
             if f.kind in ("number", "integer"):
                 if isinstance(v, bool) or not isinstance(v, int | float):
-                    _bad(errors, where, f"expected a {f.kind}, got {type(v).__name__}", f"type_error.{f.kind}")
+                    _bad(errors, i, where, f"expected a {f.kind}, got {type(v).__name__}", f"type_error.{f.kind}")
                 elif isinstance(v, float) and not math.isfinite(v):
-                    _bad(errors, where, "must be finite", "value_error.finite")
+                    _bad(errors, i, where, "must be finite", "value_error.finite")
                 elif f.kind == "integer" and isinstance(v, float) and not v.is_integer():
-                    _bad(errors, where, "expected an integer", "type_error.integer")
+                    _bad(errors, i, where, "expected an integer", "type_error.integer")
             elif f.kind == "string":
                 if not isinstance(v, str):
-                    _bad(errors, where, f"expected a string, got {type(v).__name__}", "type_error.string")
+                    _bad(errors, i, where, f"expected a string, got {type(v).__name__}", "type_error.string")
             elif not isinstance(v, bool):
-                _bad(errors, where, f"expected a boolean, got {type(v).__name__}", "type_error.boolean")
+                _bad(errors, i, where, f"expected a boolean, got {type(v).__name__}", "type_error.boolean")
         for key in row:
             if key not in allowed:
-                _bad(errors, f"{base}.{key}", "unknown field", "extra_forbidden")
+                _bad(errors, i, f"{base}.{key}", "unknown field", "extra_forbidden")
     return errors
 
 
