@@ -41,6 +41,9 @@ __all__ = ["MonitorWindow", "evaluate_policies", "logged_models"]
 
 logger = logging.getLogger(__name__)
 
+# the code of "nothing logged for this model yet": a normal state for a fresh server, not a failure
+NO_PREDICTIONS = "monitoring.no_predictions"
+
 
 @dataclass(frozen=True)
 class MonitorWindow:
@@ -131,7 +134,9 @@ def evaluate_policies(
     if reference is None:
         if version is None:
             raise NotFound(
-                f"no logged predictions for model {model} in the window", hint="serve some traffic first, or widen monitoring.window"
+                f"no logged predictions for model {model} in the window",
+                code=NO_PREDICTIONS,
+                hint="serve some traffic first, or widen monitoring.window",
             )
         reference = profile_for_model(ws, model, version)
     options = DriftOptions(psi_binning=mspec.psi_binning, wasserstein_norm=mspec.wasserstein_norm)

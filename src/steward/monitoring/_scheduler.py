@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from steward._primitives import utcnow
-from steward.monitoring._pass import evaluate_policies, logged_models
+from steward.errors import NotFound, TableNotFound
+from steward.monitoring._pass import NO_PREDICTIONS, evaluate_policies, logged_models
 from steward.monitoring._verdicts import MonitorVerdict
 
 if TYPE_CHECKING:
@@ -78,12 +79,29 @@ class MonitorScheduler:
                 }
                 if self.on_verdict is not None:
                     self.on_verdict(verdict)
+            except (TableNotFound, NotFound) as exc:
+                if not self._nothing_logged_yet(exc):
+                    self._failed(model, exc)
+                    continue
+                # a fresh server has no prediction log yet: normal, not an error (Issue 14)
+                logger.info("monitor pass for %s skipped: no predictions logged yet", model)
+                logger.debug("monitor pass for %s: %s", model, exc)
             except Exception as exc:  # a background loop must survive one model's failure
-                self.last_error = f"{model}: {exc}"
-                logger.exception("monitor pass for %s failed", model)
+                self._failed(model, exc)
         self.passes += 1
         self.last_pass_at = utcnow()
         return out
+
+    def _nothing_logged_yet(self, exc: Exception) -> bool:
+        """Whether ``exc`` only says no prediction has been logged yet (no log table, or none in the window)."""
+        if isinstance(exc, TableNotFound):
+            return self.ws.spec.monitoring.table in exc.message
+        return isinstance(exc, NotFound) and exc.code == NO_PREDICTIONS
+
+    def _failed(self, model: str, exc: Exception) -> None:
+        """Record and log a real failure of one model's pass (with its traceback)."""
+        self.last_error = f"{model}: {exc}"
+        logger.error("monitor pass for %s failed", model, exc_info=exc)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
