@@ -30,6 +30,7 @@ from steward._primitives import PROBLEM_MEDIA_TYPE
 from steward.api._offload import call_op
 from steward.api.auth import ApiKeys, presented_key, require
 from steward.errors import StewardError, ValidationFailed
+from steward.serving.input_policy import warning_header
 from steward.serving.server import ModelServer
 
 __all__ = ["PredictFastPath", "body_schema", "parse_body", "read_json", "router", "run_predict", "setup"]
@@ -159,14 +160,25 @@ async def predict(name: str, request: Request) -> Response:
     server = _server(request)
     with server.expect(name):
         data = await read_json(request)
-        body = await run_predict(server, name, data, request.headers.get("x-steward-key"), request.state.request_id)
-    return _json(body)
+        warnings: list[str] = []
+        body = await run_predict(server, name, data, request.headers.get("x-steward-key"), request.state.request_id, warnings)
+    response = _json(body)
+    if warnings:
+        response.headers["Warning"] = warning_header(warnings)
+    return response
 
 
 async def run_predict(
-    server: ModelServer, name: str, data: dict[str, Any], header_key: str | None, request_id: str | None
+    server: ModelServer,
+    name: str,
+    data: dict[str, Any],
+    header_key: str | None,
+    request_id: str | None,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
     """Check a parsed predict body, predict through ``server`` and return the response body.
+
+    ``warnings``, when given, receives the input-policy warnings (for a ``Warning`` header).
 
     Raises:
         ValidationFailed: a bad body or rows (422, every bad field named; ``row.x`` for a one-row request).
@@ -200,6 +212,8 @@ async def run_predict(
                 e["field"] = "row" + e["field"][len("rows.0") :] if e["field"].startswith("rows.0") else e["field"]
             exc.message = "invalid request: " + ", ".join(e["field"] for e in errors[:20])
         raise
+    if warnings is not None:
+        warnings.extend(result.warnings)
     body = result.to_dict()
     if single:
         body["prediction"] = result.predictions[0]
@@ -335,6 +349,7 @@ class PredictFastPath:
                 x_api_key = v.decode("latin-1")
             elif k == b"x-steward-key":
                 steward_key = v.decode("latin-1")
+        extra: list[tuple[bytes, bytes]] = []
         try:
             keys.check_key(presented_key(authorization, x_api_key), "operator")
             with server.expect(name):
@@ -346,12 +361,19 @@ class PredictFastPath:
                 if not isinstance(data, dict):
                     raise _body_error("the body must be a JSON object")
                 rid = scope.get("state", {}).get("request_id")
-                body = orjson.dumps(await run_predict(server, name, data, steward_key, rid), option=orjson.OPT_SERIALIZE_NUMPY)
+                warnings: list[str] = []
+                body = orjson.dumps(await run_predict(server, name, data, steward_key, rid, warnings), option=orjson.OPT_SERIALIZE_NUMPY)
             status, ctype = 200, _JSON_HEADERS
+            if warnings:
+                extra = [(b"warning", warning_header(warnings).encode("latin-1"))]
         except StewardError as exc:
             status, ctype, body = exc.http_status, _PROBLEM_HEADERS, _problem_body(exc, path)
         await send(
-            {"type": "http.response.start", "status": status, "headers": [(b"content-type", ctype), (b"content-length", b"%d" % len(body))]}
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", ctype), (b"content-length", b"%d" % len(body)), *extra],
+            }
         )
         await send({"type": "http.response.body", "body": body})
 

@@ -17,7 +17,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from steward.errors import BackendUnavailable, LimitExceeded, NotFound, StewardE
 from steward.features import get_online_features
 from steward.observability.metrics import ServingMetrics
 from steward.serving.batching import BatcherClosed
+from steward.serving.input_policy import InputPolicy, contract_ranges, out_of_policy_counter
 from steward.serving.predlog import PredictionLogger, PredictionRecord
 from steward.serving.router import Route, route
 from steward.serving.runtime import field_errors, validation_error
@@ -63,6 +64,8 @@ class PredictResult:
     variant: str
     predictions: list[float]
     latency_ms: float
+    # values served outside the input policy (mode warn): for a Warning header, not the body
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON body."""
@@ -213,6 +216,7 @@ class PredictPath:
         errors = field_errors(slot.runtime.schema, rows)
         if errors:
             raise validation_error(errors)
+        warnings = self.check_input_policy(m, slot, rows)
         x = slot.runtime.to_input(rows)  # type: ignore[attr-defined]
         try:
             scores = await slot.batcher.submit(x)
@@ -245,7 +249,36 @@ class PredictPath:
             m.assignments[rid] = label
             if len(m.assignments) > _ASSIGNMENTS_MAX:
                 m.assignments.popitem(last=False)
-        return PredictResult(rid, name, version, label, preds, latency)
+        return PredictResult(rid, name, version, label, preds, latency, warnings)
+
+    def check_input_policy(self, m: ServedModel, slot: VariantSlot, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Apply the model's input policy to type-checked rows; the warnings to send back.
+
+        Raises:
+            ValidationFailed: a ``reject`` feature got an unseen category or an out-of-range value (422).
+        """
+        cache: dict[tuple[str, str, int], InputPolicy] = self.__dict__.setdefault("_input_policies", {})
+        key = (m.name, slot.version, id(slot.runtime.schema))
+        policy = cache.get(key)
+        if policy is None:
+            if "_contract_ranges" not in self.__dict__:
+                self.__dict__["_contract_ranges"] = contract_ranges(self.ws)
+            policy = cache[key] = InputPolicy.build(m.spec.input_policy, slot.runtime.schema, self.__dict__["_contract_ranges"])
+        findings = policy.check(rows)
+        if not findings:
+            return []
+        rejected = [f for f in findings if f.mode == "reject"]
+        if rejected:
+            raise validation_error(
+                [
+                    {"row": f.row, "field": f"rows.{f.row}.{f.feature}", "message": f.message, "type": f"value_error.{f.kind}"}
+                    for f in rejected
+                ]
+            )
+        counter = out_of_policy_counter(self.metrics.registry)
+        for f in findings:
+            counter.labels(m.name, f.feature, f.kind).inc()
+        return [f.message for f in findings]
 
     async def _resubmit(
         self, m: ServedModel, r: Route, raw: list[Any], rid: str, t0: float

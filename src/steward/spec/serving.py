@@ -9,7 +9,16 @@ from pydantic import Field
 from steward.spec._base import _Strict
 from steward.spec.security import ServingAuthSpec
 
-__all__ = ["BatchingSpec", "PredictionLogSpec", "RolloutSloSpec", "RolloutSpec", "ServedModelSpec", "ServingSpec", "ShadowSpec"]
+__all__ = [
+    "BatchingSpec",
+    "InputPolicySpec",
+    "PredictionLogSpec",
+    "RolloutSloSpec",
+    "RolloutSpec",
+    "ServedModelSpec",
+    "ServingSpec",
+    "ShadowSpec",
+]
 
 
 class BatchingSpec(_Strict):
@@ -90,6 +99,23 @@ class RolloutSpec(_Strict):
     auto: bool = True
 
 
+InputMode = Literal["reject", "warn", "allow"]
+
+
+class InputPolicySpec(_Strict):
+    """What the server does with a value outside a feature's training categories or its data contract's range.
+
+    Attributes:
+        default: The mode of every feature not named in ``features``: ``reject`` (422 naming the row and
+            field), ``warn`` (served, with a ``Warning`` header and ``steward_input_out_of_policy_total``)
+            or ``allow`` (served, nothing said).
+        features: Feature name → its own mode.
+    """
+
+    default: InputMode = "warn"
+    features: dict[str, InputMode] = Field(default_factory=dict)
+
+
 class ServedModelSpec(_Strict):
     """One model the server loads: by registry alias, with an optional rollout policy.
 
@@ -98,12 +124,14 @@ class ServedModelSpec(_Strict):
         entity_keys: Row fields that identify an entity; rows carrying only these get online features.
         rollout: The rollout policy started with ``steward rollout start`` (or at boot with ``auto_start``).
         auto_start: Start ``rollout`` when the server boots and a challenger exists.
+        input_policy: Unseen categories and out-of-range values, per feature (default: warn).
     """
 
     alias: str = "champion"
     entity_keys: list[str] = Field(default_factory=list)
     rollout: RolloutSpec | None = None
     auto_start: bool = False
+    input_policy: InputPolicySpec = Field(default_factory=InputPolicySpec)
 
 
 class ServingSpec(_Strict):
