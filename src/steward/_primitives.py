@@ -40,6 +40,7 @@ __all__ = [
     "Progress",
     "canonical_json",
     "check_duration",
+    "format_value",
     "iso_utc",
     "make_actor",
     "parse_actor",
@@ -298,3 +299,12 @@ def report_progress(progress: Progress | None, stage: str, done: int = 0, total:
     """Call ``progress`` if there is one; with only a ``stage``, announce a step."""
     if progress is not None:
         progress(stage, done, total)
+
+
+def format_value(value: Any) -> str:
+    """A metric or value as a card and the CLI show it: ``n/a`` for missing, four decimals for floats."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)

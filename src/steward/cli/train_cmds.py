@@ -14,20 +14,13 @@ from typing import Annotated, Any
 
 import typer
 
+from steward._primitives import format_value
 from steward.cli._progress import progress_display
 from steward.cli.app import console, registry_app, workspace
 
 __all__ = ["register"]
 
 logger = logging.getLogger(__name__)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
 
 
 def _quiet_optuna() -> None:
@@ -58,18 +51,20 @@ def train_cmd(
     table.add_column("metric")
     table.add_column("validation", justify="right")
     for k, v in result.metrics.items():
-        table.add_row(k, _fmt(v))
+        table.add_row(k, format_value(v))
     out.print(table)
     for col, groups in result.slice_metrics.items():
+        # the slice metrics are the task's own (roc_auc for binary, rmse/mae for regression, f1_macro...)
+        names = sorted({k for e in groups.values() for k, v in e.items() if k != "n" and isinstance(v, int | float)})
         st = Table(title=f"by {col}", title_justify="left")
-        for head in (col, "n", "roc_auc", "log_loss"):
+        for head in (col, "n", *names):
             st.add_column(head, justify="left" if head == col else "right")
         for g, e in groups.items():
-            st.add_row(g, str(e["n"]), _fmt(e.get("roc_auc")), _fmt(e.get("log_loss")))
+            st.add_row(g, str(e["n"]), *(format_value(e.get(name)) for name in names))
         out.print(st)
     if result.fairness:
         f = result.fairness
-        out.print(f"fairness: largest {f['metric']} gap across {f['column']} = {_fmt(f['gap'])} (limit {f['max_gap']})")
+        out.print(f"fairness: largest {f['metric']} gap across {f['column']} = {format_value(f['gap'])} (limit {f['max_gap']})")
     inputs = ", ".join(f"{k}@{v}" for k, v in sorted(result.data_versions.items()))
     out.print(f"data: {inputs or 'no pinned inputs'}; rows {result.rows.get('train')} train / {result.rows.get('validation')} validation")
     out.print(f"card: {result.card_path}")
@@ -120,9 +115,9 @@ def gate_cmd(
             table.add_row(
                 c.name,
                 "[green]pass[/green]" if c.passed else "[bold red]FAIL[/bold red]",
-                _fmt(c.challenger),
-                _fmt(c.champion),
-                _fmt(c.threshold),
+                format_value(c.challenger),
+                format_value(c.champion),
+                format_value(c.threshold),
                 c.detail,
             )
         out.print(table)
@@ -206,7 +201,7 @@ def list_cmd(
     for col in ("model", "version", "aliases", "metric", "gate", "run", "created"):
         table.add_column(col, justify="right" if col == "version" else "left")
     for r in rows:
-        metric = f"{r.metric} {_fmt(r.metric_value)}" if r.metric else ""
+        metric = f"{r.metric} {format_value(r.metric_value)}" if r.metric else ""
         table.add_row(r.name, str(r.version), ", ".join(r.aliases), metric, r.gate or "", r.run_id or "", r.created_at)
     console().print(table)
 
@@ -228,7 +223,7 @@ def history_cmd(
     for col in ("when", "alias", "from", "to", "action", "who", "why"):
         table.add_column(col)
     for c in changes:
-        table.add_row(c.created_at, c.alias, _fmt(c.from_version), _fmt(c.to_version), c.action, c.actor, c.reason)
+        table.add_row(c.created_at, c.alias, format_value(c.from_version), format_value(c.to_version), c.action, c.actor, c.reason)
     console().print(table)
 
 

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from steward._primitives import format_value
 from steward.errors import NotFound
 
 if TYPE_CHECKING:
@@ -29,20 +30,14 @@ def card_paths(ws: Workspace, name: str, version: int) -> tuple[Path, Path]:
     return d / f"v{version}.md", d / f"v{version}.json"
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
 def _label_line(data: dict[str, Any], classes: list[Any]) -> str:
     """The label and what the task summarised about it (binary: positive rate; multiclass: class shares)."""
     if "positive_rate" in data:
         rate = data["positive_rate"]
-        return f"- Label: `{data['label']}` (positive rate: train {_fmt(rate['train'])}, validation {_fmt(rate['validation'])})"
-    parts = [f"{k}: train {_fmt(v['train'])}, validation {_fmt(v['validation'])}" for k, v in data.items() if _is_summary(v)]
+        return f"- Label: `{data['label']}` (positive rate: train {format_value(rate['train'])}, validation {format_value(rate['validation'])})"
+    parts = [
+        f"{k}: train {format_value(v['train'])}, validation {format_value(v['validation'])}" for k, v in data.items() if _is_summary(v)
+    ]
     head = f"- Label: `{data['label']}`" + (f", classes in model order: {', '.join(str(c) for c in classes)}" if classes else "")
     return head + (f" ({'; '.join(parts)})" if parts else "")
 
@@ -57,7 +52,7 @@ def _details(details: dict[str, Any]) -> list[str]:
     per_class = details.get("per_class")
     if per_class:
         lines += ["### Per class", "", "| class | precision | recall | support |", "|---|---|---|---|"]
-        lines += [f"| {c} | {_fmt(e['precision'])} | {_fmt(e['recall'])} | {e['support']} |" for c, e in per_class.items()]
+        lines += [f"| {c} | {format_value(e['precision'])} | {format_value(e['recall'])} | {e['support']} |" for c, e in per_class.items()]
         lines.append("")
     matrix = details.get("confusion_matrix")
     if matrix:
@@ -88,18 +83,18 @@ def render_markdown(card: dict[str, Any]) -> str:
     ]
     metrics = card["metrics"]
     lines += ["## Metrics (validation)", "", f"Main metric: **{metrics['main']}**", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics["overall"].items()]
+    lines += [f"| {k} | {format_value(v)} |" for k, v in metrics["overall"].items()]
     lines.append("")
     lines += _details(metrics.get("details") or {})
     for col, groups in card.get("slices", {}).items():
         lines += [f"### By {col}", "", f"| {col} | n | {metrics['main']} |", "|---|---|---|"]
-        lines += [f"| {g} | {e['n']} | {_fmt(e.get(metrics['main']))} |" for g, e in groups.items()]
+        lines += [f"| {g} | {e['n']} | {format_value(e.get(metrics['main']))} |" for g, e in groups.items()]
         lines.append("")
     fair = card.get("fairness")
     lines += ["## Fairness", ""]
     if fair:
         lines += [
-            f"Largest {fair['metric']} gap between groups of `{fair['column']}`: {_fmt(fair['gap'])} "
+            f"Largest {fair['metric']} gap between groups of `{fair['column']}`: {format_value(fair['gap'])} "
             f"(best {fair['best_group']}, worst {fair['worst_group']}; limit {fair['max_gap']}, "
             f"{'within' if fair['within_limit'] else 'OVER'} the limit)",
             "",
@@ -109,7 +104,7 @@ def render_markdown(card: dict[str, Any]) -> str:
     imp = card.get("feature_importance") or {}
     lines += ["## Feature importance", "", f"Method: {imp.get('method', 'n/a')} on {imp.get('sample_size', 0)} validation rows", ""]
     lines += ["| feature | importance |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in list(imp.get("importance", {}).items())[:20]]
+    lines += [f"| {k} | {format_value(v)} |" for k, v in list(imp.get("importance", {}).items())[:20]]
     lines += ["", "## Limitations", ""]
     lines += [f"- {item}" for item in card.get("limitations", [])] or ["- None stated in the spec."]
     repro = card.get("reproducibility", {})
@@ -136,7 +131,7 @@ def render_markdown(card: dict[str, Any]) -> str:
             "|---|---|---|---|---|",
         ]
         lines += [
-            f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {_fmt(c['challenger'])} | {_fmt(c['champion'])} | {_fmt(c['threshold'])} |"
+            f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {format_value(c['challenger'])} | {format_value(c['champion'])} | {format_value(c['threshold'])} |"
             for c in gate["checks"]
         ]
         lines.append("")
