@@ -66,7 +66,7 @@ async def test_openai_client_lists_and_retrieves_gateway_models(tmp_path: Path, 
         assert one.id == "chat-default" and one.object == "model"
         with pytest.raises(openai.NotFoundError) as nf:
             await client.models.retrieve("flights")  # a served ML model is no gateway model
-        assert nf.value.body["code"] == "llm.unknown_model"  # type: ignore[index]
+        assert nf.value.body["steward_code"] == "llm.unknown_model"  # type: ignore[index]
         with pytest.raises(openai.AuthenticationError):
             await openai_client(http, "sk-wrong").models.list()
 
@@ -81,7 +81,7 @@ async def test_api_keys_list_served_models_at_their_own_path(tmp_path: Path, mon
         assert (await http.get("/v1/serving/models", headers={"Authorization": f"Bearer {token}"})).status_code == 401
         # an API key is not a gateway key: the OpenAI list refuses it instead of answering another body
         r = await http.get("/v1/models", headers=VIEW)
-        assert r.status_code == 401 and r.json()["code"] == "auth.unauthenticated"
+        assert r.status_code == 401 and r.json()["error"]["steward_code"] == "auth.unauthenticated"
         # predict keeps its path
         row = {"dep_hour": 8, "distance": 500.0, "wind_speed": 7.5, "carrier": "AA"}
         p = await http.post("/v1/models/flights/predict", json={"row": row}, headers={"X-API-Key": "op-key"})

@@ -135,11 +135,11 @@ def test_auth_unknown_model_and_problem_json(gateway_project: Any) -> None:
         bad = client(gw, "sk-wrong")
         with pytest.raises(openai.AuthenticationError) as exc:
             await bad.chat.completions.create(model="local:x", messages=[{"role": "user", "content": "hi"}])
-        assert exc.value.body["code"] == "auth.unauthenticated"  # type: ignore[index]
+        assert exc.value.body["steward_code"] == "auth.unauthenticated"  # type: ignore[index]
         good = client(gw, gateway_project.token_b)
         with pytest.raises(openai.NotFoundError) as nf:
             await good.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
-        assert nf.value.body["code"] == "llm.unknown_model"  # type: ignore[index]
+        assert nf.value.body["steward_code"] == "llm.unknown_model"  # type: ignore[index]
         resp = await good.chat.completions.create(model="local:x", messages=[{"role": "user", "content": "hi"}])
         assert resp.choices[0].message.content
         await gw.aclose()
@@ -184,7 +184,7 @@ def test_fallback_on_error_timeout_and_429(gateway_project: Any, upstream: Any) 
 
         with pytest.raises(openai.APIStatusError) as exc:
             await c.chat.completions.create(model="all", messages=msg)
-        assert exc.value.status_code == 502 and exc.value.body["code"] == "llm.all_providers_failed"  # type: ignore[index]
+        assert exc.value.status_code == 502 and exc.value.body["steward_code"] == "llm.all_providers_failed"  # type: ignore[index]
         assert len(exc.value.body["attempts"]) == 4  # type: ignore[index]  # fail x2, then the last step (429) retried once
         await gw.aclose()
 

@@ -104,7 +104,7 @@ def _body(max_tokens: int, text: str = "Budgets are enforced. How are budgets en
     return {"model": "local:x", "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens}
 
 
-def test_key_token_budget_refuses_with_402_before_the_provider(gateway_project: Any) -> None:
+def test_key_token_budget_refuses_with_429_insufficient_quota_before_the_provider(gateway_project: Any) -> None:
     ws = gateway_project(
         {
             "keys": {
@@ -129,10 +129,9 @@ def test_key_token_budget_refuses_with_402_before_the_provider(gateway_project: 
         assert gw.counters.get(counter) == used  # settled to the actual usage, not the estimate
         calls = local.calls  # type: ignore[attr-defined]
         r = await http.post("/v1/chat/completions", json=_body(1000), headers=auth)
-        assert r.status_code == 402
-        assert r.headers["content-type"].startswith("application/problem+json")
-        problem = r.json()
-        assert problem["code"] == "limit.budget" and problem["limit"] == 400 and "400 tokens per day" in problem["detail"]
+        assert r.status_code == 429 and r.json()["error"]["code"] == "insufficient_quota"
+        problem = r.json()["error"]
+        assert problem["steward_code"] == "limit.budget" and problem["limit"] == 400 and "400 tokens per day" in problem["message"]
         assert local.calls == calls  # type: ignore[attr-defined]  # refused before reaching the provider
         # team-b has no budget
         r = await http.post("/v1/chat/completions", json=_body(1000), headers={"authorization": f"Bearer {gateway_project.token_b}"})
@@ -178,12 +177,17 @@ def test_team_usd_budget_and_rate_limit(gateway_project: Any) -> None:
         assert cost == pytest.approx(r.json()["usage"]["total_tokens"] * 0.001)
         # the team's money is shared: key b is refused once a's spend leaves too little
         r = await http.post("/v1/chat/completions", json=_body(300 - round(cost * 1000)), headers=b)
-        assert r.status_code == 402 and r.json()["scope"] == "team" and r.json()["unit"] == "usd"
+        assert (
+            r.status_code == 429
+            and r.json()["error"]["code"] == "insufficient_quota"
+            and r.json()["error"]["scope"] == "team"
+            and r.json()["error"]["unit"] == "usd"
+        )
         # rate limit: 3 requests per minute for key a (one used above)
         assert (await http.post("/v1/chat/completions", json=_body(5), headers=a)).status_code == 200
         assert (await http.post("/v1/chat/completions", json=_body(5), headers=a)).status_code == 200
         r = await http.post("/v1/chat/completions", json=_body(5), headers=a)
-        assert r.status_code == 429 and r.json()["code"] == "limit.rate" and int(r.headers["retry-after"]) >= 1
+        assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded" and int(r.headers["retry-after"]) >= 1
         assert (await http.post("/v1/chat/completions", json=_body(5), headers=b)).status_code == 200  # b has no rate limit
         await gw.aclose()
 
@@ -205,7 +209,7 @@ def test_concurrent_gateway_requests_on_redis_stay_within_budget(gateway_project
         auth = {"authorization": f"Bearer {gateway_project.token_a}"}
         rs = await asyncio.gather(*[http.post("/v1/chat/completions", json=_body(100), headers=auth) for _ in range(12)])
         ok = [r for r in rs if r.status_code == 200]
-        refused = [r for r in rs if r.status_code == 402]
+        refused = [r for r in rs if r.status_code == 429]
         assert len(ok) + len(refused) == 12 and refused and ok
         # every concurrent reservation (about 115 tokens each) fit in 600 at the time it was made
         assert len(ok) <= 600 // 110
@@ -272,8 +276,8 @@ def test_team_rate_limit_is_shared_by_the_team_keys(gateway_project: Any, backen
         rs = await asyncio.gather(*[http.post("/v1/chat/completions", json=_body(5), headers=(a if i % 2 else b)) for i in range(8)])
         assert sorted(r.status_code for r in rs) == [200] * 4 + [429] * 4
         refused = next(r for r in rs if r.status_code == 429)
-        problem = refused.json()
-        assert problem["code"] == "limit.rate" and problem["scope"] == "team" and problem["name"] == "a"
+        problem = refused.json()["error"]
+        assert problem["code"] == "rate_limit_exceeded" and problem["scope"] == "team" and problem["name"] == "a"
         assert problem["unit"] == "requests" and problem["limit"] == 5 and int(refused.headers["retry-after"]) >= 1
         assert gw.counters.get(f"rl:team:a:req:{minute}") == 5
         # the team's token counter is settled to the actual usage of the admitted requests, like a key's

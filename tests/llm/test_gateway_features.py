@@ -190,7 +190,7 @@ def test_structured_output_repair_then_error(gateway_project: Any) -> None:
             await c.chat.completions.create(model="local:x", messages=m, response_format=FORMAT)
         assert exc.value.status_code == 502
         body = exc.value.body
-        assert body["code"] == "llm.invalid_output" and "score" in body["errors"][0]  # type: ignore[index]
+        assert body["steward_code"] == "llm.invalid_output" and "score" in body["errors"][0]  # type: ignore[index]
         # streamed structured output is validated before it is streamed
         local.script("{}", '{"answer": "Lyon", "score": 2}')  # type: ignore[attr-defined]
         stream = await c.chat.completions.create(model="local:x", messages=m, response_format=FORMAT, stream=True)

@@ -49,8 +49,8 @@ def test_injection_is_blocked_before_the_provider_with_a_stable_code(gateway_pro
         async with _http(gw) as http:
             for stream in (False, True):  # a stream is refused before it starts
                 r = await http.post("/v1/chat/completions", json=_chat(INJECTION, stream=stream), headers=auth)
-                assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
-                assert r.json()["code"] == "guardrail.injection" and r.json()["guard"] == "injection"
+                assert r.status_code == 422 and r.json()["error"]["code"] == "content_policy_violation"
+                assert r.json()["error"]["steward_code"] == "guardrail.injection" and r.json()["error"]["guard"] == "injection"
                 assert r.headers["x-steward-guardrails"] == "blocked:injection"
             assert local.calls == 0  # type: ignore[attr-defined]
             attrs = _last_chat_span(ws)
@@ -129,7 +129,7 @@ def test_output_pii_is_redacted_or_blocked_per_spec(gateway_project: Any) -> Non
             _guards(ws, pii_output={"action": "block"})
             local.script(leak)  # type: ignore[attr-defined]
             blocked = await http.post("/v1/chat/completions", json=_chat("Who else grants access?"), headers=auth)
-            assert blocked.status_code == 422 and blocked.json()["code"] == "guardrail.pii_output"
+            assert blocked.status_code == 422 and blocked.json()["error"]["steward_code"] == "guardrail.pii_output"
             assert blocked.headers["x-steward-guardrails"] == "blocked:pii_output" and EMAIL not in blocked.text
             # a blocked answer is not cached: the next identical request goes to the provider again
             local.script("Nobody.")  # type: ignore[attr-defined]
@@ -197,13 +197,13 @@ def test_every_role_is_screened_and_names_where_the_injection_was(gateway_projec
                 poisoned = {"role": role, "content": f"Page text. {INJECTION}", **extra}
                 messages = [question, poisoned] if role in ("assistant", "tool") else [poisoned, question]
                 r = await http.post("/v1/chat/completions", json={"model": "local:x", "messages": messages}, headers=auth)
-                assert r.status_code == 422 and r.json()["code"] == "guardrail.injection", role
-                assert f"in {role} message" in r.json()["finding"]
+                assert r.status_code == 422 and r.json()["error"]["steward_code"] == "guardrail.injection", role
+                assert f"in {role} message" in r.json()["error"]["finding"]
             # a base64-wrapped injection in a tool result is decoded and refused too
             hidden = base64.b64encode(INJECTION.encode()).decode()
             tool = {"role": "tool", "tool_call_id": "c", "content": f'{{"result": "{hidden}"}}'}
             r = await http.post("/v1/chat/completions", json={"model": "local:x", "messages": [question, tool]}, headers=auth)
-            assert r.status_code == 422 and r.json()["code"] == "guardrail.injection"
+            assert r.status_code == 422 and r.json()["error"]["steward_code"] == "guardrail.injection"
             assert local.calls == 0  # type: ignore[attr-defined]
             # ordinary system prompts, answers and tool results pass
             benign = [
@@ -242,8 +242,8 @@ def test_content_the_schema_does_not_allow_is_refused_naming_the_field(gateway_p
                     "messages": [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": content}],
                 }
                 r = await http.post("/v1/chat/completions", json=body, headers=auth)
-                assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), content
-                assert r.json()["errors"][0]["field"] == field and field in r.json()["detail"]
+                assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error", content
+                assert r.json()["error"]["param"] == field and field in r.json()["error"]["message"]
             assert local.calls == 0  # type: ignore[attr-defined]
             parts = [{"type": "text", "text": "What is the capital"}, {"type": "text", "text": "of France?"}]
             ok = await http.post(

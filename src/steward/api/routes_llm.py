@@ -2,9 +2,15 @@
 
 Thin edge: parse, authenticate (bearer gateway key), call
 :class:`steward.llm.gateway.Gateway`, format. Bodies are read and written with
-orjson (no pydantic model on the hot path); errors leave as problem+json, with
-``Retry-After`` on rate limits and ``x-steward-guardrails`` when a guardrail
-refused the request (422, code ``guardrail.<guard>``).
+orjson (no pydantic model on the hot path). Errors leave in OpenAI's shape
+``{"error": {"message", "type", "param", "code"}}`` with OpenAI's statuses, so
+official clients raise their typed errors (``RateLimitError``, ``BadRequestError``
+...): 429 ``insufficient_quota`` (budget), 429 ``rate_limit_exceeded`` with
+``Retry-After`` (our limits, or every provider rate-limited), 400
+``invalid_request_error`` naming the ``param``, 401 ``invalid_api_key``, 404
+``model_not_found``. Steward's own code and details ride along in the error
+object (``steward_code`` and the details' keys). A guardrail refusal stays 422
+(code ``content_policy_violation``) with the ``x-steward-guardrails`` header.
 """
 
 from __future__ import annotations
@@ -17,16 +23,76 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 
-from steward._primitives import PROBLEM_MEDIA_TYPE
-from steward.errors import LimitExceeded, StewardError, ValidationFailed
-from steward.llm.gateway import METRICS, Gateway, UnknownModel
+from steward.errors import AuthError, Forbidden, LimitExceeded, NotFound, StewardError, ValidationFailed
+from steward.llm.gateway import METRICS, BudgetExceeded, Gateway, UnknownModel
 
 __all__ = ["get_gateway", "router", "setup"]
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["llm"])
+
+def _openai_kind(exc: StewardError) -> tuple[int, str, str | None, str | None]:
+    """(status, type, param, code) of OpenAI's error object for a Steward error."""
+    details = exc.details
+    if isinstance(exc, BudgetExceeded):
+        return 429, "insufficient_quota", None, "insufficient_quota"
+    if isinstance(exc, LimitExceeded):
+        unit = details.get("unit")
+        return 429, "tokens" if unit == "tokens" else "requests", None, "rate_limit_exceeded"
+    if isinstance(exc, Forbidden):
+        return 403, "permission_error", None, None
+    if isinstance(exc, AuthError):
+        return 401, "invalid_request_error", None, "invalid_api_key"
+    if isinstance(exc, UnknownModel):
+        return 404, "invalid_request_error", "model", "model_not_found"
+    if isinstance(exc, NotFound):
+        return 404, "invalid_request_error", None, "not_found"
+    errors = details.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    param = first.get("field")
+    param = str(param) if param is not None else None
+    if isinstance(exc, ValidationFailed) and exc.code.startswith("guardrail."):
+        return 422, "invalid_request_error", param, "content_policy_violation"
+    if exc.http_status < 500:
+        return 400, "invalid_request_error", param, None
+    return exc.http_status, "api_error" if exc.http_status != 502 else "upstream_error", param, None
+
+
+def openai_error(exc: StewardError) -> JSONResponse:
+    """``exc`` as OpenAI's ``{"error": {...}}`` body, status and headers (``Retry-After``, ``x-steward-guardrails``)."""
+    status, kind, param, code = _openai_kind(exc)
+    message = exc.message if not exc.hint else f"{exc.message} ({exc.hint})"
+    extra = {k: v for k, v in exc.details.items() if k not in ("message", "type", "param", "code")}
+    error = {"message": message, "type": kind, "param": param, "code": code, "steward_code": exc.code, **extra}
+    headers = {}
+    retry = exc.details.get("retry_after_s")
+    if retry is not None:
+        headers["retry-after"] = str(max(1, round(float(retry))))
+    verdicts = exc.details.get("guardrails")
+    if verdicts:
+        headers["x-steward-guardrails"] = str(verdicts)
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
+class _OpenAIErrorRoute(APIRoute):
+    """A route whose Steward errors leave in OpenAI's shape (the app's problem+json handlers never see them)."""
+
+    def get_route_handler(self) -> Any:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                response: Response = await handler(request)
+            except StewardError as exc:
+                return openai_error(exc)
+            return response
+
+        return route
+
+
+router = APIRouter(tags=["llm"], route_class=_OpenAIErrorRoute)
 
 SELF_TRACED = ("/v1/chat/completions", "/v1/embeddings")
 
@@ -97,19 +163,6 @@ def _request_id(request: Request) -> dict[str, Any] | None:
     return {"http.request_id": rid} if rid else None
 
 
-def _problem(request: Request, exc: StewardError) -> JSONResponse:
-    headers = {}
-    retry = exc.details.get("retry_after_s")
-    if retry is not None:
-        headers["retry-after"] = str(max(1, round(float(retry))))
-    verdicts = exc.details.get("guardrails")
-    if verdicts:
-        headers["x-steward-guardrails"] = str(verdicts)
-    return JSONResponse(
-        exc.to_problem(instance=request.url.path), status_code=exc.http_status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
-    )
-
-
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions (plain, streamed as server-sent events, tools, JSON-schema outputs)."""
@@ -118,14 +171,7 @@ async def chat_completions(request: Request) -> Response:
     body = await _json(request)
     switch = request.headers.get("x-steward-cache")
     cache = None if switch is None else switch.strip().lower() not in ("off", "false", "0", "no")
-    try:
-        result = await gw.chat(body, key, cache=cache, trace=_request_id(request))
-    except LimitExceeded as exc:
-        return _problem(request, exc)
-    except ValidationFailed as exc:
-        if not exc.code.startswith("guardrail."):
-            raise
-        return _problem(request, exc)  # a guard refused: the problem carries the x-steward-guardrails header too
+    result = await gw.chat(body, key, cache=cache, trace=_request_id(request))
     if result.stream is not None:
         return StreamingResponse(result.stream, media_type="text/event-stream", headers={**result.headers, "cache-control": "no-cache"})
     return Response(orjson.dumps(result.response), media_type="application/json", headers=result.headers)
@@ -137,10 +183,7 @@ async def embeddings(request: Request) -> Response:
     gw = get_gateway(request)
     key = gw.authenticate(request.headers.get("authorization"))
     body = await _json(request)
-    try:
-        result = await gw.embeddings(body, key, trace=_request_id(request))
-    except LimitExceeded as exc:
-        return _problem(request, exc)
+    result = await gw.embeddings(body, key, trace=_request_id(request))
     return Response(orjson.dumps(result), media_type="application/json")
 
 

@@ -1,0 +1,72 @@
+"""Gateway errors in OpenAI's shape, asserted through the official openai client (typed errors, .code, .param, .message)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from steward.api.app import create_app
+from steward.llm.gateway import Gateway
+
+
+def _client(gw: Gateway, token: str) -> tuple[openai.AsyncOpenAI, httpx.AsyncClient]:
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gw.ws, llm_gateway=gw)), base_url="http://gw")
+    return openai.AsyncOpenAI(api_key=token, base_url="http://gw/v1", http_client=http, max_retries=0), http
+
+
+MSG = [{"role": "user", "content": "Budgets are enforced. How are budgets enforced?"}]
+
+
+def test_budget_rate_validation_auth_and_model_errors_are_openai_shaped(gateway_project: Any) -> None:
+    ws = gateway_project(
+        {
+            "keys": {
+                "team-a": {"key_env": "STEWARD_KEY_TEAM_A", "budget": {"tokens": 400, "period": "day"}},
+                "team-b": {"key_env": "STEWARD_KEY_TEAM_B", "rate_limit": {"requests_per_minute": 1}},
+            },
+            "aliases": {"chat": ["local:x"]},
+            "cache": {"exact": False},
+        }
+    )
+
+    async def go() -> None:
+        gw = Gateway(ws)
+        a, http = _client(gw, gateway_project.token_a)
+        b, _ = _client(gw, gateway_project.token_b)
+        with pytest.raises(openai.RateLimitError) as quota:
+            await a.chat.completions.create(model="chat", messages=MSG, max_tokens=1000)  # type: ignore[arg-type]
+        assert quota.value.status_code == 429 and quota.value.code == "insufficient_quota"
+        assert quota.value.type == "insufficient_quota" and "400 tokens per day" in quota.value.message
+        assert quota.value.body["steward_code"] == "limit.budget"  # type: ignore[index]
+
+        await b.chat.completions.create(model="chat", messages=MSG, max_tokens=5)  # type: ignore[arg-type]
+        with pytest.raises(openai.RateLimitError) as rate:
+            await b.chat.completions.create(model="chat", messages=MSG, max_tokens=5)  # type: ignore[arg-type]
+        assert rate.value.code == "rate_limit_exceeded" and int(rate.value.response.headers["retry-after"]) >= 1
+
+        with pytest.raises(openai.BadRequestError) as bad:
+            await a.chat.completions.create(model="chat", messages=[{"role": "user", "content": 3}], max_tokens=5)  # type: ignore[list-item]
+        assert bad.value.param == "messages[0].content" and bad.value.type == "invalid_request_error"
+        assert "messages[0].content" in bad.value.message
+
+        r = await http.post("/v1/chat/completions", content=b"{not json", headers={"authorization": f"Bearer {gateway_project.token_a}"})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "body" and r.json()["error"]["type"] == "invalid_request_error"
+
+        bad_key = openai.AsyncOpenAI(api_key="nope", base_url="http://gw/v1", http_client=http, max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as auth:
+            await bad_key.models.list()
+        assert auth.value.code == "invalid_api_key" and "invalid gateway key" in auth.value.message
+
+        with pytest.raises(openai.NotFoundError) as nf:
+            await a.models.retrieve("ghost")
+        assert nf.value.code == "model_not_found" and nf.value.param == "model" and "ghost" in nf.value.message
+        with pytest.raises(openai.NotFoundError) as nf2:
+            await a.chat.completions.create(model="ghost", messages=MSG)  # type: ignore[arg-type]
+        assert nf2.value.code == "model_not_found"
+        await gw.aclose()
+
+    asyncio.run(go())
