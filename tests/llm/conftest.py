@@ -62,8 +62,9 @@ class FakeUpstream:
             self.calls[model] += 1
             if model == "fail":
                 return Response(b'{"error": "boom"}', status_code=500)
-            if model == "limited":
-                return Response(b'{"error": "slow down"}', status_code=429, headers={"retry-after": "0"})
+            if model.startswith("limited"):  # "limited7" asks the caller to wait 7 s
+                wait = model.removeprefix("limited") or "0"
+                return Response(b'{"error": "slow down"}', status_code=429, headers={"retry-after": wait})
             if model == "slow":
                 await asyncio.sleep(2.0)
             if model == "broken" and not body.get("stream"):

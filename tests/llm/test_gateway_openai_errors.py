@@ -70,3 +70,31 @@ def test_budget_rate_validation_auth_and_model_errors_are_openai_shaped(gateway_
         await gw.aclose()
 
     asyncio.run(go())
+
+
+def test_every_provider_rate_limited_is_429_with_the_upstream_retry_after(gateway_project: Any, upstream: Any) -> None:
+    spec = {"kind": "openai", "base_url": upstream.url, "timeout_s": 0.5, "max_retries": 0}
+    ws = gateway_project(
+        {
+            "providers": {"up": spec},
+            "aliases": {"busy": ["up:limited7", "up:limited3"], "mixed": ["up:fail", "up:limited3"]},
+            "cache": {"exact": False},
+            "circuit_breaker": {"failures": 100},
+        }
+    )
+
+    async def go() -> None:
+        gw = Gateway(ws)
+        c, _ = _client(gw, gateway_project.token_a)
+        for stream in (False, True):
+            with pytest.raises(openai.RateLimitError) as exc:
+                await c.chat.completions.create(model="busy", messages=MSG, stream=stream)  # type: ignore[call-overload]
+            assert exc.value.code == "rate_limit_exceeded" and "rate-limited" in exc.value.message
+            assert exc.value.response.headers["retry-after"] == "3"  # the soonest any provider accepts again
+            assert exc.value.body["steward_code"] == "llm.providers_rate_limited"  # type: ignore[index]
+        with pytest.raises(openai.InternalServerError) as outage:  # one provider is down, not busy: still 502
+            await c.chat.completions.create(model="mixed", messages=MSG)  # type: ignore[arg-type]
+        assert outage.value.status_code == 502 and outage.value.body["steward_code"] == "llm.all_providers_failed"  # type: ignore[index]
+        await gw.aclose()
+
+    asyncio.run(go())

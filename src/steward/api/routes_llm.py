@@ -38,7 +38,7 @@ def _openai_kind(exc: StewardError) -> tuple[int, str, str | None, str | None]:
     details = exc.details
     if isinstance(exc, BudgetExceeded):
         return 429, "insufficient_quota", None, "insufficient_quota"
-    if isinstance(exc, LimitExceeded):
+    if isinstance(exc, LimitExceeded) or exc.http_status == 429:  # our limits, or every provider rate-limited
         unit = details.get("unit")
         return 429, "tokens" if unit == "tokens" else "requests", None, "rate_limit_exceeded"
     if isinstance(exc, Forbidden):

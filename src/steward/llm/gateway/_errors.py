@@ -6,7 +6,15 @@ from typing import Any
 
 from steward.errors import LimitExceeded, NotFound, StewardError, ValidationFailed
 
-__all__ = ["BudgetExceeded", "InvalidOutput", "ProviderError", "RateLimited", "UnknownModel", "UpstreamRejected"]
+__all__ = [
+    "BudgetExceeded",
+    "InvalidOutput",
+    "ProviderError",
+    "ProvidersRateLimited",
+    "RateLimited",
+    "UnknownModel",
+    "UpstreamRejected",
+]
 
 
 class RateLimited(LimitExceeded):
@@ -57,6 +65,17 @@ class ProviderError(StewardError):
         self.retryable = retryable
         self.status = status
         self.retry_after = retry_after
+
+
+class ProvidersRateLimited(ProviderError):
+    """Every provider of the chain answered 429 (HTTP 429; ``retry_after_s`` in details when an upstream gave one).
+
+    The gateway is not broken, only out of upstream capacity: clients should back off and retry, as after
+    OpenAI's own ``rate_limit_exceeded``.
+    """
+
+    default_code = "llm.providers_rate_limited"
+    http_status = 429
 
 
 class UpstreamRejected(StewardError):

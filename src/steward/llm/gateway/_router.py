@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from steward.llm.gateway._errors import ProviderError, UnknownModel
+from steward.llm.gateway._errors import ProviderError, ProvidersRateLimited, UnknownModel
 from steward.llm.gateway._providers import Provider
 
 __all__ = ["CircuitBreaker", "Router", "Target"]
@@ -179,6 +179,7 @@ class Router:
             UpstreamRejected: a provider rejected the request itself (not retried).
         """
         last: ProviderError | None = None
+        failures: list[ProviderError] = []
         for position, (target, retries) in enumerate(self._plan(targets)):
             is_last = position == len(targets) - 1
             for attempt in range(retries + 1):
@@ -196,6 +197,7 @@ class Router:
                         self.breaker.failure(name)
                     attempts.errors.append(f"{target.ref}: {exc.message}")
                     last = exc
+                    failures.append(exc)
                     # A rate-limited provider won't recover in milliseconds: move on unless it is the last one.
                     if not exc.retryable or (exc.status == 429 and not is_last) or attempt == retries:
                         break
@@ -203,6 +205,8 @@ class Router:
                     continue
                 self.breaker.success(name)
                 return result, target
+        if failures and len(failures) == len(attempts.errors) and all(f.status == 429 for f in failures):
+            raise _all_rate_limited(attempts, failures)
         raise ProviderError(
             f"every provider failed: {'; '.join(attempts.errors) or 'no provider available'}",
             code="llm.all_providers_failed",
@@ -248,3 +252,21 @@ async def _aclose(gen: AsyncIterator[Any]) -> None:
             await close()
         except Exception:
             logger.debug("error closing a failed stream", exc_info=True)
+
+
+def _all_rate_limited(attempts: Attempts, failures: list[ProviderError]) -> ProvidersRateLimited:
+    """The error when every attempt was a 429: the client should wait, not report an outage.
+
+    ``Retry-After`` is the *smallest* wait any provider asked for: the chain falls back in order, so the
+    request can succeed as soon as the first provider accepts again (a later retry lands on it).
+    """
+    waits = [f.retry_after for f in failures if f.retry_after is not None]
+    details: dict[str, Any] = {"attempts": attempts.errors, "upstream_status": 429}
+    if waits:
+        details["retry_after_s"] = min(waits)
+    return ProvidersRateLimited(
+        f"every provider is rate-limited: {'; '.join(attempts.errors)}",
+        status=429,
+        hint="retry after the Retry-After delay, or add a fallback provider to the alias",
+        details=details,
+    )
