@@ -98,3 +98,29 @@ def test_every_provider_rate_limited_is_429_with_the_upstream_retry_after(gatewa
         await gw.aclose()
 
     asyncio.run(go())
+
+
+def test_usd_budget_message_reads_dollars_and_fields_name_their_units(gateway_project: Any) -> None:
+    ws = gateway_project(
+        {
+            "keys": {"team-a": {"key_env": "STEWARD_KEY_TEAM_A", "budget": {"usd": 0.00003, "period": "day"}}},
+            "prices": {"local:x": {"input_per_1m": 1, "output_per_1m": 1}},  # one micro-dollar per token
+            "cache": {"exact": False},
+        }
+    )
+
+    async def go() -> None:
+        gw = Gateway(ws)
+        c, _ = _client(gw, gateway_project.token_a)
+        with pytest.raises(openai.RateLimitError) as exc:
+            await c.chat.completions.create(model="local:x", messages=MSG, max_tokens=100)  # type: ignore[arg-type]
+        err: dict[str, Any] = exc.value.body  # type: ignore[assignment]
+        assert exc.value.code == "insufficient_quota"
+        assert "$0.000030 per day" in exc.value.message and "$0.0000 " not in exc.value.message
+        assert err["limit_usd"] == pytest.approx(0.00003) and err["limit_micro_usd"] == 30
+        assert isinstance(err["requested_micro_usd"], int) and err["requested_usd"] == pytest.approx(err["requested_micro_usd"] / 1e6)
+        assert f"this request needs ${err['requested_usd']:.6f}" in exc.value.message
+        assert err["used_micro_usd"] == 0 and "limit" not in err  # no unitless amount left
+        await gw.aclose()
+
+    asyncio.run(go())

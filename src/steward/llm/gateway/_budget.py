@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from steward.backends.base import CounterSpec, CounterStore
 from steward.llm.gateway._errors import BudgetExceeded, RateLimited
@@ -148,12 +149,17 @@ class BudgetEnforcer:
         kind, scope, name, unit, period_label = why[failed]
         ckey, amount, limit, _ttl = counters[failed]
         used = self.store.get(ckey)
+        details: dict[str, Any] = {"scope": scope, "name": name, "unit": unit}
         if unit == "usd":
-            cap, have, asked = f"${(limit or 0) / MICRO:.4f}", f"${used / MICRO:.4f}", f"${amount / MICRO:.4f}"
+            # Counters hold integer micro-dollars (exact sums); people read dollars to the micro-dollar.
+            cap, have, asked = (f"${(v or 0) / MICRO:.6f}" for v in (limit, used, amount))
+            for label, v in (("limit", limit or 0), ("used", used), ("requested", amount)):
+                details[f"{label}_usd"] = v / MICRO
+                details[f"{label}_micro_usd"] = v
         else:
             cap, have, asked = f"{limit} {unit}", f"{used}", f"{amount}"
+            details.update({"limit": limit, "used": used, "requested": amount})
         message = f"{scope} '{name}': {cap} {period_label} would be exceeded (used {have}, this request needs {asked})"
-        details = {"scope": scope, "name": name, "unit": unit, "limit": limit, "used": used, "requested": amount}
         if kind == "rate":
             retry = 60 - (now % 60)
             raise RateLimited(message, hint=f"retry in {retry:.0f}s", details={**details, "retry_after_s": round(retry, 1)})
