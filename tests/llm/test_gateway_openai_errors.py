@@ -124,3 +124,38 @@ def test_usd_budget_message_reads_dollars_and_fields_name_their_units(gateway_pr
         await gw.aclose()
 
     asyncio.run(go())
+
+
+def test_embeddings_honour_base64_and_dimensions(gateway_project: Any) -> None:
+    import base64
+    import math
+
+    import numpy as np
+
+    ws = gateway_project({"aliases": {"embed": ["local:minilm"]}})
+    native = np.array([[3.0, 4.0, 12.0, 0.5, 0.25, -1.0, 2.0, 1.0]], dtype=np.float32)
+
+    async def go() -> None:
+        gw = Gateway(ws, embed=lambda texts: np.repeat(native, len(texts), axis=0))
+        c, _ = _client(gw, gateway_project.token_a)
+        raw = await c.embeddings.create(model="embed", input="abc", encoding_format="base64")
+        encoded = raw.data[0].embedding
+        assert isinstance(encoded, str)  # the client hands base64 back as sent
+        assert np.frombuffer(base64.b64decode(encoded), dtype="<f4").tolist() == native[0].tolist()
+
+        short = await c.embeddings.create(model="embed", input=["abc", "de"], dimensions=2)
+        assert [d.embedding for d in short.data] == [pytest.approx([0.6, 0.8])] * 2  # truncated, re-normalised
+        assert math.isclose(sum(x * x for x in short.data[0].embedding), 1.0, rel_tol=1e-6)
+        both = await c.embeddings.create(model="embed", input="abc", dimensions=4, encoding_format="base64")
+        four = np.frombuffer(base64.b64decode(both.data[0].embedding), dtype="<f4")  # type: ignore[arg-type]
+        assert four.shape == (4,) and four == pytest.approx(native[0, :4] / np.linalg.norm(native[0, :4]))
+
+        with pytest.raises(openai.BadRequestError) as wide:
+            await c.embeddings.create(model="embed", input="abc", dimensions=9)
+        assert wide.value.param == "dimensions" and "at most 8" in wide.value.message
+        with pytest.raises(openai.BadRequestError) as fmt:
+            await c.embeddings.create(model="embed", input="abc", encoding_format="hex")  # type: ignore[arg-type]
+        assert fmt.value.param == "encoding_format"
+        await gw.aclose()
+
+    asyncio.run(go())

@@ -16,6 +16,7 @@ from steward.governance.access import KeyRing, bearer_token
 from steward.governance.audit import record_if_changed
 from steward.llm.gateway._budget import MICRO, BudgetEnforcer, GatewayKey
 from steward.llm.gateway._cache import ExactCache, SemanticCache, cache_key, cache_scope, default_embed, request_text
+from steward.llm.gateway._embedfmt import embedding_options, shape_embeddings
 from steward.llm.gateway._errors import InvalidOutput
 from steward.llm.gateway._guard import GatewayGuards, raise_if_blocked
 from steward.llm.gateway._providers import EmbedFn, LocalProvider, Provider, build_provider
@@ -371,6 +372,7 @@ class Gateway:
             raise ValidationFailed(
                 "'input' must be a string or a non-empty list of strings", details={"errors": [{"field": "input", "message": "invalid"}]}
             )
+        options = embedding_options(body)  # before any provider is called or budget reserved
         targets = self.router.resolve(model)
         span = self.tracer.start_span("llm.embeddings", attributes={"llm.model": model, "llm.key": key.name, "llm.inputs": len(inputs)})
         if trace:
@@ -384,7 +386,7 @@ class Gateway:
             used = int((result.get("usage") or {}).get("prompt_tokens") or tokens)
             req.prompt_tokens = used
             req.micro_usd = self.cost_micro(target, used, 0)
-            data: dict[str, Any] = result
+            data = shape_embeddings(result, options)
             self._finish(req, "ok")
             return data
         except BaseException as exc:
