@@ -25,12 +25,14 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 
-from steward.errors import AuthError, Forbidden, LimitExceeded, NotFound, StewardError, ValidationFailed
+from steward.errors import AuthError, BackendUnavailable, Forbidden, LimitExceeded, NotFound, StewardError, ValidationFailed
 from steward.llm.gateway import METRICS, BudgetExceeded, Gateway, UnknownModel
 
 __all__ = ["get_gateway", "router", "setup"]
 
 logger = logging.getLogger(__name__)
+
+BACKEND_RETRY_AFTER_S = 2  # an outage is usually a restart or a failover: when to come back (as api/app.py says)
 
 
 def _openai_kind(exc: StewardError) -> tuple[int, str, str | None, str | None]:
@@ -68,6 +70,8 @@ def openai_error(exc: StewardError) -> JSONResponse:
     error = {"message": message, "type": kind, "param": param, "code": code, "steward_code": exc.code, **extra}
     headers = {}
     retry = exc.details.get("retry_after_s")
+    if retry is None and isinstance(exc, BackendUnavailable):
+        retry = BACKEND_RETRY_AFTER_S
     if retry is not None:
         headers["retry-after"] = str(max(1, round(float(retry))))
     verdicts = exc.details.get("guardrails")
@@ -86,6 +90,9 @@ class _OpenAIErrorRoute(APIRoute):
             try:
                 response: Response = await handler(request)
             except StewardError as exc:
+                if isinstance(exc, BackendUnavailable):
+                    # as the app's handler does: /readyz must not answer "ready" from a probe cached before the outage
+                    request.app.state.backend_probe = None
                 return openai_error(exc)
             return response
 
