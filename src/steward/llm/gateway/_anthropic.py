@@ -11,7 +11,7 @@ import orjson
 
 from steward.llm.gateway._errors import ProviderError, UpstreamRejected
 from steward.llm.gateway._http import httpx_client, status_error, transport_error
-from steward.llm.gateway._shapes import message_text
+from steward.llm.gateway._shapes import chunk_frame, message_text
 
 __all__ = ["AnthropicProvider", "from_anthropic", "to_anthropic"]
 
@@ -163,13 +163,7 @@ class AnthropicProvider:
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
+            return chunk_frame(cid, created, model, delta, finish)
 
         try:
             async with self._client.stream("POST", "messages", content=orjson.dumps(payload)) as resp:

@@ -6,7 +6,7 @@ import re
 import time
 from typing import Any
 
-__all__ = ["message_text", "response_to_chunks"]
+__all__ = ["chunk_frame", "message_text", "response_to_chunks"]
 
 
 def message_text(content: Any) -> str:
@@ -19,6 +19,17 @@ def message_text(content: Any) -> str:
     return str(content)
 
 
+def chunk_frame(cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    """One ``chat.completion.chunk`` of a streamed answer, with one choice carrying ``delta``."""
+    return {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
 def response_to_chunks(response: dict[str, Any]) -> list[dict[str, Any]]:
     """A complete chat completion as the chunks a streaming provider would send (content word by word, then usage)."""
     cid, created, model = response.get("id", ""), response.get("created", int(time.time())), response.get("model", "")
@@ -26,13 +37,7 @@ def response_to_chunks(response: dict[str, Any]) -> list[dict[str, Any]]:
     message = choice.get("message", {})
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
+        return chunk_frame(cid, created, model, delta, finish)
 
     out = [chunk({"role": "assistant", "content": ""})]
     content = message.get("content") or ""
