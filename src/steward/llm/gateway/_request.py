@@ -41,6 +41,7 @@ __all__ = [
     "guard_header",
     "has_tool_calls",
     "message_content",
+    "metric_status",
     "sse",
 ]
 
@@ -48,7 +49,11 @@ REQUESTS = Counter("steward_llm_requests", "LLM gateway requests", ["model", "pr
 TOKENS = Counter("steward_llm_tokens", "LLM gateway tokens", ["direction"])
 COST = Counter("steward_llm_cost_usd", "LLM gateway spend in US dollars")
 LATENCY = Histogram(
-    "steward_llm_request_seconds", "LLM gateway request latency", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+    "steward_llm_request_seconds",
+    "LLM gateway request latency",
+    # model is the requested alias or provider:model of the spec, provider a configured provider name: both bounded
+    ["model", "provider"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
 METRICS = (REQUESTS, TOKENS, COST, LATENCY, CACHE_REQUESTS)
@@ -56,6 +61,22 @@ METRICS = (REQUESTS, TOKENS, COST, LATENCY, CACHE_REQUESTS)
 _REQUEST_COUNTERS: dict[tuple[str, str, str], Any] = {}
 _TOKENS_IN = TOKENS.labels("in")
 _TOKENS_OUT = TOKENS.labels("out")
+
+
+def metric_status(status: str, error: BaseException | None) -> str:
+    """The ``status`` label: refusals by our own budgets and rate limits are not errors of the service.
+
+    ``refused_budget`` and ``refused_rate`` keep an exhausted budget or a client over its rate limit out of the
+    error rate that SLOs and alerts read; every upstream being rate-limited is ``upstream_rate_limited``.
+    """
+    code = getattr(error, "code", "") if error is not None else ""
+    if code == "limit.budget":
+        return "refused_budget"
+    if code == "limit.rate":
+        return "refused_rate"
+    if code == "llm.providers_rate_limited":
+        return "upstream_rate_limited"
+    return status
 
 
 def _count_request(model: str, provider: str, status: str) -> None:
@@ -206,12 +227,13 @@ def finish_request(req: Req, status: str, error: BaseException | None, *, budget
             "prompt_version": req.prompt_version,
         }
     )
-    _count_request(req.model, target.provider.name if target else "", status)
+    provider = target.provider.name if target else ""
+    _count_request(req.model, provider, metric_status(status, error))
     _TOKENS_IN.inc(req.prompt_tokens)
     _TOKENS_OUT.inc(req.completion_tokens)
     if cost:
         COST.inc(cost)
-    LATENCY.observe(latency_ms / 1000)
+    LATENCY.labels(req.model, provider).observe(latency_ms / 1000)
     span = req.span
     set_attributes(
         span,
@@ -227,6 +249,13 @@ def finish_request(req: Req, status: str, error: BaseException | None, *, budget
             "llm.cache": req.cache,
             "llm.status": status,
             "llm.attempts": req.attempts.tried,
+            # OpenTelemetry GenAI semantic conventions, for tools that read them
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": req.model,
+            "gen_ai.provider.name": target.provider.name if target else None,
+            "gen_ai.response.model": target.model if target else None,
+            "gen_ai.usage.input_tokens": req.prompt_tokens,
+            "gen_ai.usage.output_tokens": req.completion_tokens,
         },
     )
     if req.verdicts:
