@@ -37,10 +37,13 @@ async def test_every_step_is_audited_and_traced(make_ws: Callable[..., Workspace
     flush(ws)
     runs = [s for s in recent_traces(ws, name="agent.run") if s["attributes"].get("agent.run_id") == run.run_id]
     assert len(runs) == 1 and runs[0]["attributes"]["agent.status"] == "completed"
+    assert runs[0]["attributes"]["gen_ai.operation.name"] == "invoke_agent"
+    assert runs[0]["attributes"]["gen_ai.agent.id"] == run.run_id
     step_spans = [s for s in recent_traces(ws, name="agent.step") if s["attributes"].get("agent.run_id") == run.run_id]
     assert sorted(s["attributes"]["agent.step"] for s in step_spans) == [1, 2, 3]
     assert all(s["trace_id"] == runs[0]["trace_id"] for s in step_spans)
     chats = [s for s in recent_traces(ws, name="llm.chat") if s["trace_id"] == runs[0]["trace_id"]]
+    assert chats and all(c["attributes"]["gen_ai.operation.name"] == "chat" for c in chats)
     assert len(chats) == 3  # the gateway's spans are part of the run's trace
 
     stored = get_run(ws, run.run_id)

@@ -157,7 +157,19 @@ class Agent:
         ctx = ToolContext(actor=run.agent_actor, role=role, run_id=run.run_id)
         self._insert(run)
         tracer = self._tracer = get_tracer(self.ws, "steward.llm.agent")
-        span = tracer.start_span("agent.run", attributes={"agent.run_id": run.run_id, "agent.role": role, "agent.model": spec.model})
+        span = tracer.start_span(
+            "agent.run",
+            attributes={
+                "agent.run_id": run.run_id,
+                "agent.role": role,
+                "agent.model": spec.model,
+                # OpenTelemetry GenAI semantic conventions for an agent invocation
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": "steward-agent",
+                "gen_ai.agent.id": run.run_id,
+                "gen_ai.request.model": spec.model,
+            },
+        )
         t0 = self.clock()
         try:
             with trace.use_span(span, end_on_exit=False):
