@@ -8,6 +8,7 @@ adding one class here and its name to ``steward.spec.model.TASK_METRICS``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from abc import ABC, abstractmethod
@@ -105,6 +106,22 @@ class Task(ABC):
         """The absolute threshold a first model must meet when the spec sets none (None: no default)."""
         return None
 
+    def response_rows(self, out: np.ndarray, classes: Classes) -> list[Any]:
+        """The served answer, one JSON value per row, from the raw output (:meth:`predict`'s shape)."""
+        return np.asarray(out, dtype="float64").reshape(-1).tolist()
+
+    def log_values(self, out: np.ndarray, classes: Classes) -> list[tuple[float, str | None, str | None]]:
+        """Per row, what the prediction log keeps: ``(prediction, label, probabilities JSON)``.
+
+        ``prediction`` is the double column (P(positive), the value, or the predicted class's probability);
+        ``label`` and ``probabilities`` are only set by classifiers with named classes (multiclass).
+        """
+        return [(float(v), None, None) for v in np.asarray(out, dtype="float64").reshape(-1)]
+
+    def positives(self, out: np.ndarray) -> int:
+        """Rows served as the positive class (the ``predicted_positive`` counter); 0 where that means nothing."""
+        return 0
+
     def check_train_labels(self, y: np.ndarray) -> None:
         """Refuse a training side that cannot teach this task anything.
 
@@ -128,6 +145,14 @@ def _index_labels(frame: pl.DataFrame, label: str, classes: Classes) -> np.ndarr
             details={"errors": [label]},
         )
     return np.fromiter((index[v] for v in values), dtype=np.int64, count=len(values))
+
+
+def _proba_matrix(out: np.ndarray, classes: Classes) -> np.ndarray:
+    p = np.asarray(out, dtype="float64")
+    p = p.reshape(p.shape[0] if p.ndim else 1, -1)
+    if p.shape[1] != len(classes):
+        raise ValueError(f"the model returned {p.shape[1]} class probabilities for {len(classes)} stored classes")
+    return p
 
 
 class BinaryClassification(Task):
@@ -179,6 +204,10 @@ class BinaryClassification(Task):
     def label_summary(self, y: np.ndarray, classes: Classes) -> dict[str, Any]:
         """The positive rate."""
         return {"positive_rate": float(np.asarray(y).mean()) if len(y) else None}
+
+    def positives(self, out: np.ndarray) -> int:
+        """Rows whose P(class 1) is at least 0.5."""
+        return int((np.asarray(out, dtype="float64") >= 0.5).sum())
 
 
 class MulticlassClassification(Task):
@@ -257,6 +286,22 @@ class MulticlassClassification(Task):
         """Accuracy must beat guessing uniformly among the classes."""
         return 1.0 / len(classes) if metric == "accuracy" and classes else None
 
+    def response_rows(self, out: np.ndarray, classes: Classes) -> list[Any]:
+        """``{"label": class, "probabilities": {class: p, ...}}`` per row, classes in the stored order."""
+        p = _proba_matrix(out, classes)
+        keys = [str(c) for c in classes]
+        return [{"label": classes[int(row.argmax())], "probabilities": dict(zip(keys, row.tolist(), strict=True))} for row in p]
+
+    def log_values(self, out: np.ndarray, classes: Classes) -> list[tuple[float, str | None, str | None]]:
+        """The predicted class's probability, its label, and every class's probability as a JSON object."""
+        p = _proba_matrix(out, classes)
+        keys = [str(c) for c in classes]
+        rows: list[tuple[float, str | None, str | None]] = []
+        for row in p:
+            best = int(row.argmax())
+            rows.append((float(row[best]), keys[best], json.dumps(dict(zip(keys, row.tolist(), strict=True)))))
+        return rows
+
 
 class Regression(Task):
     """A numeric target; the output is the predicted value."""
@@ -320,6 +365,10 @@ class Regression(Task):
     def first_model_threshold(self, metric: str, classes: Classes) -> float | None:
         """R² must beat predicting the mean (0)."""
         return 0.0 if metric == "r2" else None
+
+    def response_rows(self, out: np.ndarray, classes: Classes) -> list[Any]:
+        """``{"value": v}`` per row."""
+        return [{"value": v} for v in np.asarray(out, dtype="float64").reshape(-1).tolist()]
 
     def check_train_labels(self, y: np.ndarray) -> None:
         """Refuse a constant target."""

@@ -24,6 +24,7 @@ import numpy as np
 
 from steward.errors import BackendUnavailable, LimitExceeded, NotFound, StewardError, ValidationFailed
 from steward.features import get_online_features
+from steward.modeling.tasks import TASKS, BinaryClassification, Task
 from steward.observability.metrics import ServingMetrics
 from steward.serving.batching import BatcherClosed
 from steward.serving.input_policy import InputPolicy, contract_ranges, out_of_policy_counter
@@ -62,7 +63,8 @@ class PredictResult:
     model: str
     version: str
     variant: str
-    predictions: list[float]
+    # binary: P(positive) per row; regression: {"value": v}; multiclass: {"label": c, "probabilities": {c: p}}
+    predictions: list[Any]
     latency_ms: float
     # values served outside the input policy (mode warn): for a Warning header, not the body
     warnings: list[str] = field(default_factory=list)
@@ -228,14 +230,17 @@ class PredictPath:
             raise self._model_failed(m, slot, label, rid, rows, t0, exc) from exc
         version = slot.version
         latency = (time.perf_counter() - t0) * 1000.0
-        preds = scores.tolist()
-        slot.window.record(latency, False, sum(preds) / len(preds) if preds else math.nan)
+        task, classes = _task_of(slot.runtime)
+        preds = task.response_rows(scores, classes)
+        # the window tracks one number per row: P(positive), the value, or the predicted class's index
+        summary = task.profile_output(scores).tolist()
+        slot.window.record(latency, False, sum(summary) / len(summary) if summary else math.nan)
         met = self.metrics
         ok, duration, nrows, positive = self._children(name, version, label)
         ok.inc()
         duration.observe(latency / 1000.0)
         nrows.inc(len(preds))
-        positives = sum(1 for p in preds if p >= 0.5)
+        positives = task.positives(scores)
         if positives:
             positive.inc(positives)
         self.log_predictions(m, slot, label, rid, rows, scores, latency)
@@ -366,6 +371,8 @@ class PredictPath:
         keys = [k for k in m.spec.entity_keys if k not in names]
         per_row = latency / max(1, len(rows))
         status = "ok" if error is None else "error"
+        task, classes = _task_of(slot.runtime)
+        values = None if scores is None else task.log_values(scores, classes)
         for i, row in enumerate(rows):
             feats = row if len(row) == len(names) and not keys else {n: row.get(n) for n in (*names, *keys)}
             plog.log(
@@ -376,11 +383,13 @@ class PredictPath:
                     slot.version,
                     label,
                     feats,
-                    None if scores is None else float(scores[i]),
+                    None if values is None else values[i][0],
                     per_row,
                     shadow,
                     status,
                     error,
+                    None if values is None else values[i][1],
+                    None if values is None else values[i][2],
                 )
             )
 
@@ -415,6 +424,14 @@ class PredictPath:
 
 # the label a pinned request is logged and counted under, per rollout mode: (champion's, challenger's)
 _PINNED_LABELS = {"ab": ("A", "B"), "bluegreen": ("blue", "green")}
+
+
+def _task_of(runtime: Any) -> tuple[Task, list[Any]]:
+    # a runtime that knows no task (an external one) serves as binary did before tasks existed
+    task = getattr(runtime, "task", None)
+    if not isinstance(task, Task):
+        return TASKS[BinaryClassification.name], []
+    return task, list(getattr(runtime, "classes", None) or [])
 
 
 def _pinned(m: ServedModel, version: str) -> tuple[Route, VariantSlot, str]:

@@ -9,7 +9,13 @@ Table schema (``logs.predictions`` by default, partitioned by ``_date``)::
 
     request_id, ts (timestamp, UTC), model, version, variant, shadow (bool),
     features (JSON), prediction (double, null when the model failed), latency_ms (double),
-    status ("ok" or "error"), error (short error code, null when ok), _date
+    status ("ok" or "error"), error (short error code, null when ok),
+    label (the predicted class, multiclass only), probabilities (JSON {class: p}, multiclass only), _date
+
+``prediction`` is P(positive) for a binary model, the value for a regression model and the predicted
+class's probability for a multiclass one (its label and every class's probability are in ``label`` and
+``probabilities``: one JSON column rather than a column per class, so models with different classes
+share the table).
 
 A request whose model call failed is logged too (``status = "error"``), so the
 availability SLI sees it; a rejected request (4xx) is the caller's error and is not
@@ -60,6 +66,8 @@ class PredictionRecord:
     shadow: bool = False
     status: str = "ok"
     error: str | None = None
+    label: str | None = None
+    probabilities: str | None = None
 
 
 class PredictionLogger:
@@ -298,6 +306,8 @@ def records_to_arrow(batch: list[PredictionRecord]) -> Any:
             "latency_ms": pa.array([r.latency_ms for r in batch], pa.float64()),
             "status": pa.array([r.status for r in batch], pa.string()),
             "error": pa.array([r.error for r in batch], pa.string()),
+            "label": pa.array([r.label for r in batch], pa.string()),
+            "probabilities": pa.array([r.probabilities for r in batch], pa.string()),
             "_date": pc.strftime(ts, format="%Y-%m-%d"),
         }
     )

@@ -20,6 +20,7 @@ import numpy as np
 
 from steward.backends.base import SignatureField
 from steward.errors import Conflict, ValidationFailed
+from steward.modeling.tasks import Task, task_named
 
 __all__ = [
     "FieldSpec",
@@ -329,15 +330,27 @@ class NativeRuntime:
         return rows_to_matrix(self.schema, rows)
 
     @property
-    def task(self) -> str:
-        """``binary`` (scores are positive-class probabilities), ``multiclass`` (labels) or ``regression`` (values)."""
-        if not self._is_classifier:
-            return "regression"
-        classes = getattr(self.model, "classes_", None)
-        return "multiclass" if classes is not None and len(classes) > 2 else "binary"
+    def task(self) -> Task:
+        """The model's task, as stored with it (``metadata.steward.task``; none stored: binary classification)."""
+        return task_named(self._steward_meta.get("task"))
+
+    @property
+    def classes(self) -> list[Any]:
+        """The classes in the order of the model's probability columns (``[]`` for regression and old models)."""
+        return list(self._steward_meta.get("classes") or [])
+
+    @property
+    def _steward_meta(self) -> Mapping[str, Any]:
+        meta = self.info.get("metadata") if isinstance(self.info, Mapping) else getattr(self.info, "metadata", None)
+        got = (meta or {}).get("steward") if isinstance(meta, Mapping) else None
+        return got if isinstance(got, Mapping) else {}
+
+    def respond(self, out: np.ndarray) -> list[Any]:
+        """The served answer per row for :meth:`predict`'s output (the task decides its shape)."""
+        return self.task.response_rows(out, self.classes)
 
     def predict(self, frame: Any) -> np.ndarray:
-        """One score per row: the positive-class probability for binary classifiers, else the prediction."""
+        """One score per row (P(positive) for binary classifiers, the value for regressors), or ``[N, C]`` class probabilities."""
         if self._booster is not None and type(self.model).__name__ == "Booster":
             if isinstance(frame, np.ndarray) and frame.shape[0] == 1 and frame.ndim == 2:
                 single: Any = self.__dict__.get("_single")
@@ -349,7 +362,8 @@ class NativeRuntime:
             out = self.model.predict(frame, num_threads=1)
         elif self._is_classifier and hasattr(self.model, "predict_proba"):
             proba = np.asarray(self.model.predict_proba(_named(frame, self.feature_names)))
-            out = proba[:, 1] if proba.ndim == 2 and proba.shape[1] == 2 else proba.argmax(axis=1)
+            # multiclass: every class's probability (the task turns them into label + probabilities)
+            out = proba[:, 1] if proba.ndim == 2 and proba.shape[1] == 2 else proba
         else:
             out = self.model.predict(_named(frame, self.feature_names))
         arr = np.asarray(out, dtype=np.float64)
