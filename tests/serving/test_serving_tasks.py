@@ -51,6 +51,13 @@ async def _serve(ws: Workspace, name: str, rows: list[dict[str, Any]]) -> tuple[
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
             many = await client.post(f"/v1/models/{name}/predict", json={"rows": rows}, headers=AUTH)
             one = await client.post(f"/v1/models/{name}/predict", json={"row": rows[0]}, headers=AUTH)
+            openapi = (await client.get("/openapi.json")).json()
+        # the documented predict response admits every task's row shape
+        schemas = openapi["components"]["schemas"]
+        item = schemas["PredictResponse"]["properties"]["predictions"]["items"]["anyOf"]
+        assert {"number"} <= {i.get("type") for i in item}
+        assert {"RegressionPrediction", "MulticlassPrediction"} <= {i.get("$ref", "").rsplit("/", 1)[-1] for i in item}
+        assert set(schemas["MulticlassPrediction"]["required"]) == {"label", "probabilities"}
         stats = server.variant_stats(name)
         await asyncio.to_thread(plog.flush)
     return [many, one], stats, read_log(ws, table=TABLE, model=name).collect().sort("ts")

@@ -51,15 +51,34 @@ class PredictRequest(BaseModel):
     key: str | None = Field(default=None, description="Sticky routing key (also: header X-Steward-Key, or the rollout's sticky_key field).")
 
 
+class RegressionPrediction(BaseModel):
+    """One row's answer from a regression model."""
+
+    value: float
+
+
+class MulticlassPrediction(BaseModel):
+    """One row's answer from a multiclass model: the predicted class and every class's probability (stored class order)."""
+
+    label: str | int | bool
+    probabilities: dict[str, float]
+
+
+# a binary model answers P(positive) per row (a bare number, as before tasks existed)
+Prediction = float | RegressionPrediction | MulticlassPrediction
+
+
 class PredictResponse(BaseModel):
-    """Scores in row order, and which version and variant answered."""
+    """Answers in row order (their shape follows the model's task), and which version and variant answered."""
 
     request_id: str
     model: str
     version: str
     variant: str = Field(description="champion, challenger, A/B, blue/green")
-    predictions: list[float]
-    prediction: float | None = Field(default=None, description="The score, for a one-row request.")
+    predictions: list[Prediction] = Field(
+        description="Per row: P(positive) (binary), {value} (regression) or {label, probabilities} (multiclass)."
+    )
+    prediction: Prediction | None = Field(default=None, description="The answer, for a one-row request.")
     latency_ms: float
 
 
