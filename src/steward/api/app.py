@@ -44,6 +44,7 @@ ROUTER_MODULES = (
     "routes_admin",
     "routes_monitor",
     "routes_llm",
+    "routes_messages",
     "routes_rag",
     "routes_agent",
     "routes_dashboard",

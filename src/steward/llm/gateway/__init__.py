@@ -43,6 +43,7 @@ from steward.llm.gateway._budget import BudgetEnforcer, GatewayKey, Reservation
 from steward.llm.gateway._cache import ExactCache, SemanticCache
 from steward.llm.gateway._errors import BudgetExceeded, InvalidOutput, ProviderError, RateLimited, UnknownModel, UpstreamRejected
 from steward.llm.gateway._gateway import METRICS, ChatResult, Gateway
+from steward.llm.gateway._messages_api import chat_body, message_events, to_message
 from steward.llm.gateway._providers import AnthropicProvider, LocalProvider, OpenAIProvider, Provider, extractive_answer
 from steward.llm.gateway._router import CircuitBreaker, Router, Target
 from steward.llm.gateway._tokens import count_messages, count_text
@@ -72,10 +73,13 @@ __all__ = [
     "UnknownModel",
     "UpstreamRejected",
     "UsageRecorder",
+    "chat_body",
     "cost_report",
     "count_messages",
     "count_text",
     "daily_spend",
     "extractive_answer",
+    "message_events",
     "spend_per_day",
+    "to_message",
 ]
