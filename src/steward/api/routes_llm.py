@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -28,7 +28,7 @@ from fastapi.routing import APIRoute
 from steward.errors import AuthError, BackendUnavailable, Forbidden, LimitExceeded, NotFound, StewardError, ValidationFailed
 from steward.llm.gateway import METRICS, BudgetExceeded, Gateway, UnknownModel
 
-__all__ = ["get_gateway", "router", "setup"]
+__all__ = ["error_shaped_route", "get_gateway", "openai_error", "router", "setup"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,26 +80,33 @@ def openai_error(exc: StewardError) -> JSONResponse:
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
-class _OpenAIErrorRoute(APIRoute):
-    """A route whose Steward errors leave in OpenAI's shape (the app's problem+json handlers never see them)."""
+def error_shaped_route(shape: Callable[[StewardError], Response], protocol: str) -> type[APIRoute]:
+    """An APIRoute class whose Steward errors leave in a protocol's own shape (``shape``), not problem+json.
 
-    def get_route_handler(self) -> Any:
-        handler = super().get_route_handler()
+    The app's problem+json handlers never see these errors, so a backend outage also resets the cached
+    readiness probe here, as the app's handler does: /readyz must not answer "ready" from a probe taken before it.
+    """
 
-        async def route(request: Request) -> Response:
-            try:
-                response: Response = await handler(request)
-            except StewardError as exc:
-                if isinstance(exc, BackendUnavailable):
-                    # as the app's handler does: /readyz must not answer "ready" from a probe cached before the outage
-                    request.app.state.backend_probe = None
-                return openai_error(exc)
-            return response
+    class _ShapedErrorRoute(APIRoute):
+        def get_route_handler(self) -> Any:
+            handler = super().get_route_handler()
 
-        return route
+            async def route(request: Request) -> Response:
+                try:
+                    response: Response = await handler(request)
+                except StewardError as exc:
+                    if isinstance(exc, BackendUnavailable):
+                        request.app.state.backend_probe = None
+                    return shape(exc)
+                return response
+
+            return route
+
+    _ShapedErrorRoute.__name__ = _ShapedErrorRoute.__qualname__ = f"{protocol}ErrorRoute"
+    return _ShapedErrorRoute
 
 
-router = APIRouter(tags=["llm"], route_class=_OpenAIErrorRoute)
+router = APIRouter(tags=["llm"], route_class=error_shaped_route(openai_error, "OpenAI"))
 
 SELF_TRACED = ("/v1/chat/completions", "/v1/embeddings")
 

@@ -20,10 +20,9 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from fastapi.routing import APIRoute
 
-from steward.api.routes_llm import _json, _request_id, get_gateway, openai_error
-from steward.errors import AuthError, BackendUnavailable, StewardError
+from steward.api.routes_llm import _json, _request_id, error_shaped_route, get_gateway, openai_error
+from steward.errors import AuthError, StewardError
 from steward.llm.gateway import chat_body, message_events, to_message
 
 __all__ = ["anthropic_error", "router", "setup"]
@@ -46,25 +45,7 @@ def anthropic_error(exc: StewardError) -> JSONResponse:
     return JSONResponse({"type": "error", "error": error}, status_code=status, headers=headers)
 
 
-class _AnthropicErrorRoute(APIRoute):
-    """A route whose Steward errors leave in Anthropic's shape (the app's problem+json handlers never see them)."""
-
-    def get_route_handler(self) -> Any:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                response: Response = await handler(request)
-            except StewardError as exc:
-                if isinstance(exc, BackendUnavailable):
-                    request.app.state.backend_probe = None  # as routes_llm does: /readyz must re-probe
-                return anthropic_error(exc)
-            return response
-
-        return route
-
-
-router = APIRouter(tags=["llm"], route_class=_AnthropicErrorRoute)
+router = APIRouter(tags=["llm"], route_class=error_shaped_route(anthropic_error, "Anthropic"))
 
 
 def setup(app: FastAPI) -> None:
