@@ -103,10 +103,15 @@ def test_client_connection_errors_map_to_backend_unavailable_and_others_do_not()
 def test_the_api_never_answers_plain_text() -> None:
     import asyncio
 
-    asyncio.run(_never_plain_text())
+    outage, bug = asyncio.run(_answers_to_failures())
+    assert outage.status_code == 503 and outage.headers["content-type"] == "application/problem+json"
+    assert outage.headers["retry-after"] == "2" and outage.json()["code"] == "backend.unavailable"
+    assert bug.status_code == 500 and bug.headers["content-type"] == "application/problem+json"
+    assert bug.json()["code"] == "internal.error" and "a bug" not in bug.text  # no internals leak to clients
 
 
-async def _never_plain_text() -> None:
+async def _answers_to_failures() -> tuple[httpx.Response, httpx.Response]:
+    """What the API answers when a route hits a Redis outage, and when it hits a plain bug."""
     import redis
 
     from steward.api.app import create_app
@@ -123,9 +128,4 @@ async def _never_plain_text() -> None:
 
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        r = await client.get("/boom/redis")
-        assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
-        assert r.headers["retry-after"] == "2" and r.json()["code"] == "backend.unavailable"
-        r = await client.get("/boom/bug")
-        assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
-        assert r.json()["code"] == "internal.error" and "a bug" not in r.text  # no internals leak to clients
+        return await client.get("/boom/redis"), await client.get("/boom/bug")
